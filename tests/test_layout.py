@@ -1,0 +1,38 @@
+"""The repository's shape: the extension manifest validates with Blender's own validator, and the two
+halves keep their import rules (core's numpy parts without torch, the Blender side without torch)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_manifest_validates_with_blenders_validator():
+    bpy = pytest.importorskip("bpy")
+    bpy_root = Path(bpy.__file__).parent / "5.0" / "scripts"
+    result = subprocess.run(
+        [sys.executable, str(bpy_root / "addons_core/bl_pkg/cli/blender_ext.py"), "validate", str(REPO),
+         "--valid-tags", str(bpy_root / "modules/_bpy_internal/extensions/tags.py")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success" in result.stdout
+
+
+NUMPY_ONLY_MODULES = ["core.skeleton", "core.quaternion", "core.features", "core.bvh", "core.bonemap",
+                      "core.mocap", "core.cli"]
+
+
+@pytest.mark.parametrize("module", NUMPY_ONLY_MODULES)
+def test_numpy_parts_of_core_import_without_torch(module):
+    code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_blender_side_never_imports_torch():
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "momask_blender").rglob("*.py")
+                 if any(line.strip().startswith(("import torch", "from torch"))
+                        for line in p.read_text().splitlines())]
+    assert offenders == []
