@@ -1,0 +1,518 @@
+"""Rig bones -> the 22 SMPL joints: the one bone map behind BVH import, retargeting and reading rigs.
+
+Two ways to a map. Presets are the name tables of common rigs; the preset that finds the most of its
+names wins when it finds all of them. Any other rig goes through the generic matcher, which reads the names
+(keywords, side tokens) and the hierarchy (limb chains, the path from the pelvis to the head). Either way
+left and right are then checked on the rest positions, since names lie (mirrored or viewer-left rigs) and a
+file's up and forward axes are unknown. Joints a rig lacks are blended from mapped bones where that is sound
+(spine, neck, collars) and left unmapped otherwise (toes). Pure numpy: the Blender side imports this too.
+"""
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache
+from typing import Sequence
+
+import numpy as np
+
+from core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
+
+TORSO = ("pelvis", "spine1", "spine2", "spine3", "neck", "head")
+LEG = ("hip", "knee", "ankle", "foot")
+ARM = ("collar", "shoulder", "elbow", "wrist")
+SIDES = ("left", "right")
+
+
+def _preset(torso: str, legs: str, arms: str, sides=("Left", "Right")) -> dict[str, str | None]:
+    """A preset from 6 torso names and leg/arm name templates ('{s}' = side); '-' = the rig lacks the joint."""
+    names = dict(zip(TORSO, torso.split()))
+    for side, token in zip(SIDES, sides):
+        for joints, templates in ((LEG, legs), (ARM, arms)):
+            names.update((f"{side}_{j}", t.format(s=token)) for j, t in zip(joints, templates.split()))
+    return {joint: None if names[joint] == "-" else names[joint] for joint in JOINT_NAMES}
+
+
+def _rigify(prefix: str) -> dict[str, str | None]:
+    """Metarig names (pelvis 'spine', neck 'spine.004', head 'spine.006'; spine.005 is the upper neck)."""
+    p = prefix
+    return _preset(f"{p}spine {p}spine.001 {p}spine.002 {p}spine.003 {p}spine.004 {p}spine.006",
+                   f"{p}thigh.{{s}} {p}shin.{{s}} {p}foot.{{s}} {p}toe.{{s}}",
+                   f"{p}shoulder.{{s}} {p}upper_arm.{{s}} {p}forearm.{{s}} {p}hand.{{s}}", ("L", "R"))
+
+
+# SMPL joint -> bone name (None: the rig has no such bone; it is interpolated). Matching ignores case and any
+# 'namespace:' ('mixamorig:Hips'); on a tie the earlier preset wins. Choices:
+# - cmu: LowerBack, Neck and the LeftShoulder clavicle start where their parents do (zero OFFSET), so they
+#   cannot be joints: spine1 = Spine, spine3 = Spine1 (the arms' parent), neck = Neck1; spine2 and the
+#   collars are interpolated.
+# - ue5 (spine_01..05): spine_01, spine_03 and spine_05 (the clavicles' parent); a UE5 skeleton with only
+#   spine_01..03 (Quaternius UBC) is ue4 by name.
+# - rigify: a generated rig also holds the DEF- and ORG- sets and is detected as the controls (what an
+#   animator keys); pass preset="rigify_org" for the deforming joint positions.
+PRESETS: dict[str, dict[str, str | None]] = {
+    "mixamo": _preset("Hips Spine Spine1 Spine2 Neck Head", "{s}UpLeg {s}Leg {s}Foot {s}ToeBase",
+                      "{s}Shoulder {s}Arm {s}ForeArm {s}Hand"),
+    "smpl22_template": _preset("Hips Spine Spine1 Spine2 Neck Head", "{s}UpLeg {s}Leg {s}Foot {s}Toe",
+                               "{s}Shoulder {s}Arm {s}ForeArm {s}Hand"),
+    "cmu": _preset("Hips Spine - Spine1 Neck1 Head", "{s}UpLeg {s}Leg {s}Foot {s}ToeBase",
+                   "- {s}Arm {s}ForeArm {s}Hand"),
+    "bandai": _preset("Hips Spine - Chest Neck Head", "UpperLeg_{s} LowerLeg_{s} Foot_{s} Toes_{s}",
+                      "Shoulder_{s} UpperArm_{s} LowerArm_{s} Hand_{s}", ("L", "R")),
+    "ue5": _preset("pelvis spine_01 spine_03 spine_05 neck_01 head", "thigh_{s} calf_{s} foot_{s} ball_{s}",
+                   "clavicle_{s} upperarm_{s} lowerarm_{s} hand_{s}", ("l", "r")),
+    "ue4": _preset("pelvis spine_01 spine_02 spine_03 neck_01 head", "thigh_{s} calf_{s} foot_{s} ball_{s}",
+                   "clavicle_{s} upperarm_{s} lowerarm_{s} hand_{s}", ("l", "r")),
+    "smplx": _preset("pelvis spine1 spine2 spine3 neck head", "{s}_hip {s}_knee {s}_ankle {s}_foot",
+                     "{s}_collar {s}_shoulder {s}_elbow {s}_wrist", SIDES),
+    "smpl_fbx": _preset("m_avg_Pelvis m_avg_Spine1 m_avg_Spine2 m_avg_Spine3 m_avg_Neck m_avg_Head",
+                        "m_avg_{s}_Hip m_avg_{s}_Knee m_avg_{s}_Ankle m_avg_{s}_Foot",
+                        "m_avg_{s}_Collar m_avg_{s}_Shoulder m_avg_{s}_Elbow m_avg_{s}_Wrist", ("L", "R")),
+    "rigify": _preset("torso spine_fk.001 spine_fk.002 spine_fk.003 neck head",
+                      "thigh_fk.{s} shin_fk.{s} foot_fk.{s} toe_fk.{s}",
+                      "shoulder.{s} upper_arm_fk.{s} forearm_fk.{s} hand_fk.{s}", ("L", "R")),
+    "rigify_def": _rigify("DEF-"),
+    "rigify_org": _rigify("ORG-"),
+    "metarig": _rigify(""),
+}
+GENERIC = "generic"
+# Name keys for preset matching: lower case, no namespace; Blender's 'mixamorig_' and SMPL's female rig.
+_KEY_REWRITES = ((re.compile(r"^.*:"), ""), (re.compile(r"^mixamorig\d*_"), ""), (re.compile(r"^f_avg_"), "m_avg_"))
+
+# Generic matcher vocabulary. A name splits into words (separators, camelCase, digits); side words give the
+# side, noise words are dropped, a skip word removes the bone, the rest joined is the bone's keyword.
+_SIDE_WORDS = {"l": "left", "left": "left", "r": "right", "right": "right"}
+_NOISE_WORDS = {"def", "org", "mixamorig", "bip", "j", "c", "m", "f", "avg", "joint", "jnt", "skeleton", "bone",
+                "bn", "fk", "sk", "rig", "deform"}
+_SKIP_WORDS = {"twist", "roll", "end", "leaf", "nub", "pole", "ik", "target", "null", "helper", "corrective",
+               "heel", "tweak", "socket", "prop", "mch", "ctrl", "control", "jiggle"}
+_FINGER = re.compile(r"thumb|index|middle|ring|pinky|little|finger|metacarpal")
+_TORSO_KEYWORDS = (("pelvis", r"pelvis|hips?"),
+                   ("spine", r"spine|abdomen|torso|(upper)?chest|(lower|upper)?back|waist|belly|stomach|lumbar"),
+                   ("neck", r"neck"), ("head", r"head"))
+# (limb, keyword, {slot: bonus}), first full match wins. A limb chain takes slots in order; a bonus of 0 lets
+# a bone take the slot without evidence (Collada 'leg_joint_L_1..5', 'arm_joint_L_n'), 3 is a certain name,
+# 1-2 an ambiguous one: Mixamo 'LeftLeg' is the shin, 'LeftArm' the upper arm, 'LeftShoulder' the clavicle
+# but the upper arm in some BVH exports; CMU's 'LHipJoint' is an extra bone above 'LeftUpLeg'; SMPL-X's
+# 'left_foot' is the toe after 'left_ankle'.
+_LIMB_KEYWORDS = (
+    ("leg", r"thigh|upleg|upperleg", {"hip": 3}),
+    ("leg", r"calf|shin|lowerleg|knee", {"knee": 3}),
+    ("leg", r"toes?(base)?|ball", {"foot": 3}),
+    ("leg", r"ankle", {"ankle": 3}),
+    ("leg", r"foot", {"ankle": 3, "foot": 1}),
+    ("leg", r"hip", {"hip": 1}),
+    ("leg", r"leg", {"hip": 0, "knee": 1, "ankle": 0, "foot": 0}),
+    ("arm", r"clavicle|collar", {"collar": 3}),
+    ("arm", r"upperarm", {"shoulder": 3}),
+    ("arm", r"forearm|lowerarm|elbow", {"elbow": 3}),
+    ("arm", r"hand|wrist|palm", {"wrist": 3}),
+    ("arm", r"shoulder", {"collar": 2, "shoulder": 1}),
+    ("arm", r"arm", {"collar": 0, "shoulder": 1, "elbow": 0, "wrist": 0}),
+)
+_OPTIONAL_SLOTS = {"collar", "foot"}
+
+# Joints a map must have; the others are interpolated (spine, neck, collars) or may stay unmapped (feet).
+_REQUIRED = (("torso", ("pelvis", "head")),
+             *((f"{side} leg", tuple(f"{side}_{j}" for j in LEG[:3])) for side in SIDES),
+             *((f"{side} arm", tuple(f"{side}_{j}" for j in ARM[1:])) for side in SIDES))
+# A missing collar sits between the upper spine and the shoulder: on the SMPL template this blend lands
+# ~1 cm from the real collar.
+_COLLAR_BLEND = (("spine3", 0.25), ("neck", 0.25), ("shoulder", 0.5))
+# Relative tolerances. A bone starting where its parent starts (fraction of the skeleton's extent) is no
+# joint; as fractions of the pelvis -> head distance, left/right needs the hips or shoulders this far apart
+# and forward needs the toes (or the knees' bend) this clear.
+_COINCIDENT, _SIDE_GAP, _FORWARD_MIN = 1e-3, 0.05, 0.02
+
+
+class UnmappableSkeletonError(ValueError):
+    """The skeleton lacks joints MoMask needs, or two bones compete for one joint; the message names them."""
+
+
+@dataclass(frozen=True)
+class BoneMap:
+    """Which rig bones make each of the 22 SMPL joints (core.skeleton.JOINT_NAMES order).
+
+    smpl = einsum('jb,fbc->fjc', weights, bone_positions): a directly mapped joint has a one-hot row, an
+    interpolated one a blend summing to 1, an unmapped one (in `unmapped`, a foot without a toe bone) a zero
+    row that the caller must handle.
+    """
+    bones: tuple[str | None, ...]
+    weights: np.ndarray
+    interpolated: dict[str, str]
+    preset: str
+    unmapped: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def report(self) -> str:
+        """Human readable: the preset, each joint's bone or blend, the unmapped joints and any notes."""
+        lines = [f"bone map: {'generic matcher' if self.preset == GENERIC else 'preset ' + self.preset}"]
+        for joint, bone in zip(JOINT_NAMES, self.bones):
+            if bone is not None:
+                lines.append(f"  {joint:<15}<- {bone}")
+            elif joint in self.interpolated:
+                lines.append(f"  {joint:<15}~  {self.interpolated[joint]} (interpolated)")
+            else:
+                lines.append(f"  {joint:<15}-- unmapped (no bone; see BoneMap.unmapped)")
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def map_skeleton(names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray,
+                 preset: str | None = None, overrides: dict[str, str] | None = None) -> BoneMap:
+    """Map a skeleton (bone names, parent indices (-1 = root), (B, 3) rest head positions in any units and
+    axes) onto the 22 SMPL joints. preset: a PRESETS name or "generic" to force one, None to detect.
+    overrides: SMPL joint -> bone name, applied after detection (they win)."""
+    names, parents, positions = _checked_skeleton(names, parents, rest_positions)
+    paths = _ancestor_paths(parents, names)
+    overrides = _checked_overrides(overrides or {}, names)
+    closest = None
+    if preset is None:
+        preset, closest = _detect_preset(names)
+    elif preset != GENERIC and preset not in PRESETS:
+        raise ValueError(f"unknown preset '{preset}'; known: {', '.join(PRESETS)}, {GENERIC}")
+    if preset in PRESETS:
+        mapping, conflicts = _preset_mapping(names, PRESETS[preset])
+        notes = []
+    else:
+        preset = GENERIC
+        mapping, conflicts, notes = _generic_mapping(names, paths, positions)
+        notes += [closest] if closest else []
+    conflicts = {j: c for j, c in conflicts.items() if j not in overrides}
+    if conflicts:
+        raise UnmappableSkeletonError("ambiguous skeleton: " + "; ".join(
+            f"{len(c)} bones qualify as {joint} ({', '.join(names[b] for b in c)})" for joint, c in conflicts.items()))
+    notes += _resolve_sides(mapping, positions)
+    mapping.update((joint, names.index(bone)) for joint, bone in overrides.items())
+    notes += [f"{joint} set by override: {bone}" for joint, bone in overrides.items()]
+    _require(mapping, notes)
+    weights, interpolated, unmapped = _blend_weights(mapping, len(names))
+    bones = tuple(names[mapping[j]] if j in mapping else None for j in JOINT_NAMES)
+    return BoneMap(bones, weights, interpolated, preset, unmapped, tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------------- input checks
+def _checked_skeleton(names, parents, rest_positions):
+    names = [str(n) for n in names]
+    if not names:
+        raise UnmappableSkeletonError(f"empty skeleton: no bones to map the {NUM_JOINTS} SMPL joints onto "
+                                      f"({', '.join(JOINT_NAMES)})")
+    parents = np.asarray(parents)
+    positions = np.asarray(rest_positions, dtype=np.float64)
+    if parents.shape != (len(names),) or positions.shape != (len(names), 3):
+        raise ValueError(f"inconsistent skeleton: {len(names)} names, parents {parents.shape}, "
+                         f"rest_positions {positions.shape} (expected ({len(names)},) and ({len(names)}, 3))")
+    if not np.issubdtype(parents.dtype, np.integer):
+        raise ValueError(f"parents must be integer bone indices, got dtype {parents.dtype}")
+    bad = np.flatnonzero((parents < -1) | (parents >= len(names)))
+    if len(bad):
+        raise ValueError(f"parent of bone '{names[bad[0]]}' is {parents[bad[0]]}: not a bone index (0.."
+                         f"{len(names) - 1}) nor -1")
+    if not np.isfinite(positions).all():
+        raise ValueError("rest_positions must be finite")
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise ValueError(f"bone names must be unique: {', '.join(duplicates)} appear more than once")
+    return names, parents.astype(np.int64), positions
+
+
+def _checked_overrides(overrides: dict[str, str], names: list[str]) -> dict[str, str]:
+    for joint, bone in overrides.items():
+        if joint not in JOINT_INDEX:
+            raise ValueError(f"override '{joint}': not an SMPL joint (one of {', '.join(JOINT_NAMES)})")
+        if bone not in names:
+            raise ValueError(f"override {joint} -> '{bone}': the skeleton has no bone of that name")
+    return dict(overrides)
+
+
+def _ancestor_paths(parents: np.ndarray, names: list[str]) -> list[list[int]]:
+    """Each bone's path to its root, itself first; refuses cycles."""
+    paths = []
+    for bone in range(len(parents)):
+        path = [bone]
+        while parents[path[-1]] >= 0:
+            path.append(int(parents[path[-1]]))
+            if len(path) > len(parents):
+                raise ValueError(f"parents contain a cycle through bone '{names[bone]}'")
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------- presets
+def _name_key(name: str) -> str:
+    key = name.lower()
+    for pattern, replacement in _KEY_REWRITES:
+        key = pattern.sub(replacement, key)
+    return key
+
+
+def _bones_by_key(names: list[str]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        found.setdefault(_name_key(name), []).append(index)
+    return found
+
+
+def _detect_preset(names: list[str]) -> tuple[str | None, str | None]:
+    """(the complete preset with the most names found, or None; a note on the closest incomplete one)."""
+    found = _bones_by_key(names)
+    coverage = {}
+    for name, table in PRESETS.items():
+        wanted = [_name_key(bone) for bone in table.values() if bone is not None]
+        coverage[name] = (sum(key in found for key in wanted), len(wanted))
+    complete = [name for name, (hit, total) in coverage.items() if hit == total]
+    if complete:
+        return max(complete, key=lambda name: coverage[name][0]), None
+    closest = max(coverage, key=lambda name: coverage[name][0] / coverage[name][1])
+    hit, total = coverage[closest]
+    return None, (f"no preset matched (closest: {closest}, {hit} of {total} names)" if hit * 2 >= total else None)
+
+
+def _preset_mapping(names: list[str], table: dict[str, str | None]):
+    """(joint -> bone index, joint -> competing bone indices) for the preset's names found in the rig."""
+    found = _bones_by_key(names)
+    mapping, conflicts = {}, {}
+    for joint, bone in table.items():
+        hits = found.get(_name_key(bone), []) if bone is not None else []
+        if len(hits) == 1:
+            mapping[joint] = hits[0]
+        elif len(hits) > 1:
+            conflicts[joint] = hits
+    return mapping, conflicts
+
+
+# ------------------------------------------------------------------------------------------- generic matcher
+def _words(name: str) -> list[str]:
+    name = name.rsplit(":", 1)[-1]
+    return [word.lower() for piece in re.split(r"[^A-Za-z0-9]+", name)
+            for word in re.findall(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+", piece)]
+
+
+def _classify(name: str):
+    """(side or None, role: pelvis/spine/neck/head/leg/arm/finger/skip/None, {slot: bonus} of limb bones)."""
+    words = _words(name)
+    if _SKIP_WORDS.intersection(words):
+        return None, "skip", {}
+    sides = {_SIDE_WORDS[w] for w in words if w in _SIDE_WORDS}
+    side = sides.pop() if len(sides) == 1 else None
+    keyword = "".join(w for w in words if w not in _SIDE_WORDS and w not in _NOISE_WORDS and not w.isdigit())
+    if _FINGER.search(keyword):
+        return side, "finger", {}
+    for limb, pattern, slots in _LIMB_KEYWORDS:
+        if re.fullmatch(pattern, keyword):
+            return side, limb, slots
+    if side is None:
+        for role, pattern in _TORSO_KEYWORDS:
+            if re.fullmatch(pattern, keyword):
+                return None, role, {}
+    return side, None, {}
+
+
+def _generic_mapping(names: list[str], paths: list[list[int]], positions: np.ndarray):
+    """(joint -> bone index, conflicts, notes) from keywords and hierarchy."""
+    scale = np.linalg.norm(np.ptp(positions, axis=0)) or 1.0
+    classes = [_classify(name) for name in names]
+    usable = [len(p) == 1 or np.linalg.norm(positions[b] - positions[p[1]]) > _COINCIDENT * scale
+              for b, p in enumerate(paths)]
+    roles = [role for _, role, _ in classes]
+    mapping, conflicts, notes = {}, {}, []
+    chain_roots = {}
+    for limb, slots in (("leg", LEG), ("arm", ARM)):
+        for side in SIDES:
+            members = [b for b, (s, role, _) in enumerate(classes) if role == limb and s == side and usable[b]]
+            chain = _limb_chain(members, paths)
+            assigned = _assign_slots([classes[b][2] for b in chain], slots)
+            mapping.update((f"{side}_{slot}", chain[i]) for slot, i in assigned.items())
+            if assigned:
+                chain_roots[(limb, side)] = chain[min(assigned.values())]
+    head = _find_head(roles, paths, conflicts)
+    hips = [mapping[f"{side}_hip"] for side in SIDES if f"{side}_hip" in mapping]
+    pelvis = _find_pelvis(roles, paths, [head, *hips] if head is not None and len(hips) == 2 else [],
+                          conflicts, names, notes)
+    if head is not None:
+        mapping["head"] = head
+    if pelvis is not None:
+        mapping["pelvis"] = pelvis
+    if head is not None and pelvis is not None and pelvis in paths[head]:
+        arms = [chain_roots[("arm", side)] for side in SIDES if ("arm", side) in chain_roots]
+        branch = _common_ancestor(arms, paths) if len(arms) == 2 else None
+        mapping.update(_spine_and_neck(paths[head][1:paths[head].index(pelvis)][::-1], roles, usable, branch,
+                                       positions))
+    return mapping, conflicts, notes
+
+
+def _limb_chain(members: list[int], paths: list[list[int]]) -> list[int]:
+    """A side's limb bones in chain order: the longest run of them along one hierarchy path, then bones off
+    that path (feet parented to the root in IK rigs) by depth."""
+    if not members:
+        return []
+    tip = max(members, key=lambda b: (sum(m in paths[b] for m in members), len(paths[b])))
+    main = sorted((m for m in members if m in paths[tip]), key=lambda b: len(paths[b]))
+    return main + sorted((m for m in members if m not in main), key=lambda b: len(paths[b]))
+
+
+def _assign_slots(options: list[dict[str, int]], slots: tuple[str, ...]) -> dict[str, int]:
+    """Slot -> chain position: the order-preserving assignment that fills the most (required first) slots with
+    the best-named bones (dynamic programming over chain position x slot)."""
+    @cache
+    def best(i: int, k: int) -> tuple[float, tuple]:
+        if i == len(options) or k == len(slots):
+            return 0.0, ()
+        candidates = []
+        bonus = options[i].get(slots[k])
+        if bonus is not None:
+            score, rest = best(i + 1, k + 1)
+            candidates.append((score + bonus + (5 if slots[k] in _OPTIONAL_SLOTS else 10), ((slots[k], i),) + rest))
+        candidates += [best(i + 1, k), best(i, k + 1)]
+        return max(candidates, key=lambda c: c[0])
+
+    return dict(best(0, 0)[1])
+
+
+def _common_ancestor(bones: list[int], paths: list[list[int]]) -> int | None:
+    shared = set(paths[bones[0]]).intersection(*(paths[b] for b in bones[1:]))
+    return next((b for b in paths[bones[0]] if b in shared), None)
+
+
+def _unrelated(bones: list[int], paths: list[list[int]]) -> bool:
+    return any(a not in paths[b] and b not in paths[a] for a in bones for b in bones)
+
+
+def _find_head(roles, paths, conflicts) -> int | None:
+    """The head bone, or the top of a neck chain when no bone says head (Collada 'neck_joint_2')."""
+    heads = [b for b, role in enumerate(roles) if role == "head"]
+    if heads:
+        if _unrelated(heads, paths):
+            conflicts["head"] = heads
+            return None
+        return min(heads, key=lambda b: len(paths[b]))
+    necks = [b for b, role in enumerate(roles) if role == "neck"]
+    if len(necks) >= 2 and not _unrelated(necks, paths):
+        return max(necks, key=lambda b: len(paths[b]))
+    return None
+
+
+def _find_pelvis(roles, paths, anchors, conflicts, names, notes) -> int | None:
+    """The bone both legs and the spine hang from; a pelvis-named bone at or above it if there is one.
+    (Quaternius' IK rig hangs the legs from 'Body', above 'Hips'.)"""
+    named = [b for b, role in enumerate(roles) if role == "pelvis"]
+    if len(named) > 1 and _unrelated(named, paths):
+        conflicts["pelvis"] = named
+        return None
+    if not anchors:
+        return named[0] if len(named) == 1 else None
+    hub = _common_ancestor(anchors, paths)
+    if hub is None:  # legs and head in separate trees
+        return named[0] if len(named) == 1 else None
+    above = [b for b in named if b in paths[hub]]
+    if above:
+        return max(above, key=lambda b: len(paths[b]))
+    notes.append(f"pelvis: '{names[hub]}', the bone both legs and the spine hang from"
+                 + (f" ('{names[named[0]]}' is not above the legs)" if named else ""))
+    return hub
+
+
+def _spine_and_neck(path: list[int], roles, usable, branch, positions) -> dict[str, int]:
+    """spine1..3 and neck from the bones between pelvis and head (bottom to top). neck = the first neck-named
+    bone; spine1 = the lowest spine bone, spine3 = the one the arms hang from (else the highest), spine2 = the
+    one nearest the middle of those two; missing ones are interpolated later. Bones that start where their
+    parent starts (CMU LowerBack, Neck) are skipped."""
+    path = [b for b in path if usable[b] and roles[b] in ("spine", "neck", None)]
+    necks = [i for i, b in enumerate(path) if roles[b] == "neck"]
+    mapping = {"neck": path[necks[0]]} if necks else {}
+    spine = path[:necks[0]] if necks else path
+    if branch in spine:
+        spine = spine[:spine.index(branch) + 1]
+    if len(spine) == 1:
+        mapping["spine3" if spine[0] == branch else "spine2"] = spine[0]
+    elif spine:
+        mapping["spine1"], mapping["spine3"] = spine[0], spine[-1]
+        middle = (positions[spine[0]] + positions[spine[-1]]) / 2
+        if len(spine) > 2:
+            mapping["spine2"] = min(spine[1:-1], key=lambda b: np.linalg.norm(positions[b] - middle))
+    return mapping
+
+
+# ---------------------------------------------------------------------------------------- sides, validation
+def _forward(mapping: dict[str, int], positions: np.ndarray, up: np.ndarray) -> np.ndarray | None:
+    """The body's forward direction: toes point forward, else knees bend forward; None if neither shows."""
+    def at(joint):
+        return positions[mapping[joint]]
+    for parts, vector in ((("foot", "ankle"), lambda s: at(f"{s}_foot") - at(f"{s}_ankle")),
+                          (("knee", "hip", "ankle"),
+                           lambda s: at(f"{s}_knee") - (at(f"{s}_hip") + at(f"{s}_ankle")) / 2)):
+        if all(f"{s}_{p}" in mapping for s in SIDES for p in parts):
+            forward = sum(vector(s) for s in SIDES)
+            forward = forward - (forward @ up) * up
+            if np.linalg.norm(forward) > _FORWARD_MIN:
+                return forward / np.linalg.norm(forward)
+    return None
+
+
+def _resolve_sides(mapping: dict[str, int], positions: np.ndarray) -> list[str]:
+    """Swap a limb pair whose bones named left lie on the body's right. The body frame comes from the rest
+    positions (up: pelvis -> head; forward: feet or knees; left = up x forward); where it cannot be told (a
+    zero-rotation pose with the legs along the spine) the names stand."""
+    if "pelvis" not in mapping or "head" not in mapping:
+        return []
+    up = positions[mapping["head"]] - positions[mapping["pelvis"]]
+    size = np.linalg.norm(up)
+    if size == 0:
+        return []
+    up = up / size
+    forward = _forward(mapping, positions / size, up)
+    if forward is None:
+        return []
+    left = np.cross(up, forward)
+    notes = []
+    for limb, joints, anchor in (("leg", LEG, "hip"), ("arm", ARM, "shoulder")):  # collars may sit on the spine
+        if not all(f"{s}_{anchor}" in mapping for s in SIDES):
+            continue
+        gap = (positions[mapping[f"left_{anchor}"]] - positions[mapping[f"right_{anchor}"]]) @ left / size
+        if gap < -_SIDE_GAP:
+            for joint in joints:
+                pair = [mapping.pop(f"{s}_{joint}", None) for s in SIDES]
+                mapping.update((f"{s}_{joint}", b) for s, b in zip(SIDES[::-1], pair) if b is not None)
+            notes.append(f"the {limb} named left lies on the body's right (rest positions): sides swapped")
+    return notes
+
+
+def _require(mapping: dict[str, int], notes: list[str]) -> None:
+    """Refuse a map without the joints nothing can stand in for, naming them limb by limb."""
+    problems = []
+    for label, joints in _REQUIRED:
+        missing = [j for j in joints if j not in mapping]
+        if missing == list(joints) and len(joints) > 1 and label != "torso":
+            problems.append(f"no {label}: {', '.join(missing)} not found")
+        elif missing:
+            problems.append(f"{label} incomplete: {', '.join(missing)} not found")
+    if problems:
+        hint = "".join(f"; {n}" for n in notes if n.startswith("no preset"))
+        raise UnmappableSkeletonError("; ".join(problems) + hint + " (name the bones with overrides)")
+
+
+# ---------------------------------------------------------------------------------------------- interpolation
+def _blend_weights(mapping: dict[str, int], num_bones: int):
+    """(22, B) weights, joint -> description of each blend, unmapped joints. Missing torso joints are evenly
+    spaced between the nearest mapped torso joints below and above (Bandai's spine2 = 1/2 Spine + 1/2 Chest);
+    a missing collar is _COLLAR_BLEND; a missing foot (toe) stays unmapped: no blend of bone heads gives the
+    point ahead of the ankle."""
+    weights = np.zeros((NUM_JOINTS, num_bones))
+    for joint, bone in mapping.items():
+        weights[JOINT_INDEX[joint], bone] = 1.0
+    interpolated = {}
+
+    def blend(joint: str, parts: list[tuple[str, float]]) -> None:
+        weights[JOINT_INDEX[joint]] = sum(w * weights[JOINT_INDEX[j]] for j, w in parts)
+        interpolated[joint] = " + ".join(f"{w:g} {j}" for j, w in parts)
+
+    known = [i for i, joint in enumerate(TORSO) if joint in mapping]
+    for i, joint in enumerate(TORSO):
+        if joint not in mapping:
+            below, above = max(k for k in known if k < i), min(k for k in known if k > i)
+            t = round((i - below) / (above - below), 4)
+            blend(joint, [(TORSO[below], 1 - t), (TORSO[above], t)])
+    for side in SIDES:
+        if f"{side}_collar" not in mapping:
+            blend(f"{side}_collar", [(j if j in TORSO else f"{side}_{j}", w) for j, w in _COLLAR_BLEND])
+    unmapped = tuple(j for j in JOINT_NAMES if j not in mapping and j not in interpolated)
+    return weights, interpolated, unmapped
