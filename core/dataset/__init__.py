@@ -1,0 +1,98 @@
+"""The training dataset that `momask prepare-data` writes, and its reader. Numpy only (training wraps it).
+
+Layout of a dataset directory (all arrays float32, clips concatenated in index order):
+- features.npy (rows, 263) and features_mirrored.npy (rows, 263): HumanML3D features, not normalised; a clip
+  is rows [start, start + length) of both. The mirrored rows are the features of the mirrored joints.
+- joints.npy (frames, 22, 3): the SMPL-22 joints the features were computed from (metres, y up, 20 fps, before
+  HumanML3D's re-targeting); a clip has length + 1 frames from joint_start.
+- index.json: fps and per clip name, dataset, content, style, split, start, length, joint_start and the
+  captions generated at preparation (fixed seed per clip).
+- splits/{train,val,test}.txt: clip names, each followed by its mirrored copy "M<name>" (HumanML3D's naming);
+  a mirrored copy is always in its source clip's split.
+- mean.npy, std.npy: MoMask's statistics of the train split and its mirrors (what the networks normalise with);
+  mean_raw.npy, std_raw.npy: HumanML3D's (std averaged within each group, no feat_bias).
+- manifest.json: what it was built from, counts and the problems met; written last.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.dataset.captions import make_caption, mirror_caption, mirror_content
+from core.features import mirror_joints
+
+FEATURES, FEATURES_MIRRORED, JOINTS = "features.npy", "features_mirrored.npy", "joints.npy"
+CLIP_INDEX, MANIFEST, SPLIT_DIR = "index.json", "manifest.json", "splits"
+MEAN, STD, MEAN_RAW, STD_RAW = "mean.npy", "std.npy", "mean_raw.npy", "std_raw.npy"
+SPLITS = ("train", "val", "test")
+MIRROR_PREFIX = "M"
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One training sample: a clip or its mirrored copy (name "M..."), labels already mirrored."""
+    name: str
+    features: np.ndarray  # (length, 263) float32, not normalised
+    joints: np.ndarray    # (length + 1, 22, 3) float32
+    dataset: int
+    content: str
+    style: str
+    captions: tuple[str, ...]
+    mirrored: bool
+
+    @property
+    def length(self) -> int:
+        return len(self.features)
+
+
+class ClipDataset:
+    """The clips of one split (with their mirrored copies unless mirror=False), read lazily from disk."""
+
+    def __init__(self, root, split: str, mirror: bool = True):
+        self.root = Path(root)
+        if split not in SPLITS:
+            raise ValueError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
+        if not (self.root / MANIFEST).is_file():
+            raise FileNotFoundError(f"{self.root} is not a prepared dataset (no {MANIFEST}; run "
+                                    f"`momask prepare-data --out {self.root}`)")
+        clips = {c["name"]: c for c in json.loads((self.root / CLIP_INDEX).read_text())["clips"]}
+        names = (self.root / SPLIT_DIR / f"{split}.txt").read_text().split()
+        self.names = [n for n in names if mirror or not n.startswith(MIRROR_PREFIX)]
+        self._records = [clips[n.removeprefix(MIRROR_PREFIX)] for n in self.names]
+        self._features = np.load(self.root / FEATURES, mmap_mode="r")
+        self._mirrored = np.load(self.root / FEATURES_MIRRORED, mmap_mode="r")
+        self._joints = np.load(self.root / JOINTS, mmap_mode="r")
+        self.lengths = np.array([r["length"] for r in self._records])
+        self.mean, self.std = np.load(self.root / MEAN), np.load(self.root / STD)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _is_mirror(self, i: int) -> bool:
+        return self.names[i].startswith(MIRROR_PREFIX)
+
+    def content(self, i: int) -> str:
+        content = self._records[i]["content"]
+        return mirror_content(content) if self._is_mirror(i) else content
+
+    def __getitem__(self, i: int) -> Clip:
+        record, mirrored = self._records[i], self._is_mirror(i)
+        rows = slice(record["start"], record["start"] + record["length"])
+        joints = np.array(self._joints[record["joint_start"]:record["joint_start"] + record["length"] + 1])
+        if mirrored:
+            joints = mirror_joints(joints)
+        captions = record["captions"]
+        return Clip(name=self.names[i], features=np.array((self._mirrored if mirrored else self._features)[rows]),
+                    joints=joints, dataset=record["dataset"], content=self.content(i), style=record["style"],
+                    captions=tuple(mirror_caption(c) for c in captions) if mirrored else tuple(captions),
+                    mirrored=mirrored)
+
+    def fresh_caption(self, i: int, rng: np.random.Generator) -> str:
+        """A newly generated caption of sample i's labels (side already mirrored), for caption augmentation."""
+        return make_caption(self.content(i), self._records[i]["style"], rng)
+
+
+def load_dataset(path, split: str, mirror: bool = True) -> ClipDataset:
+    """The prepared dataset at `path`, one split ('train', 'val' or 'test')."""
+    return ClipDataset(path, split, mirror=mirror)

@@ -1,0 +1,273 @@
+"""`momask prepare-data`: the Bandai-Namco mocap archive -> the training dataset (momask-spec 1.2, 1.5, 1.6).
+
+The tar.xz is read once as a stream (nothing extracted to disk); a process pool turns each BVH into SMPL-22
+joints at 20 fps, their 263-d features and those of the mirrored motion. A clip is kept when its BVH
+converts, its JSON annotation agrees with its file name and it lasts at least MIN_FRAMES; every member
+that fails is named in the summary and the rest still converts. The output layout is described in
+core.dataset; a manifest of the archive's size and mtime and of the conversion code makes a second run a
+no-op.
+"""
+import hashlib
+import importlib
+import json
+import lzma
+import re
+import tarfile
+import time
+import zlib
+from collections import Counter
+from multiprocessing import Pool
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from tqdm import tqdm
+
+from core.bvh import parse_bvh
+from core.dataset import (CLIP_INDEX, FEATURES, FEATURES_MIRRORED, JOINTS, MANIFEST, MEAN, MEAN_RAW,
+                          MIRROR_PREFIX, SPLIT_DIR, SPLITS, STD, STD_RAW)
+from core.dataset.captions import CONTENTS, STYLES, captions_for, content_side
+from core.features import (CONTACTS, LOCAL_VEL, RIC, ROOT_LIN_VEL, ROOT_ROT_VEL, ROOT_Y, ROT6D, joints_to_features,
+                           mirror_joints)
+from core.mocap import bvh_to_smpl_joints
+
+DEFAULT_ARCHIVE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bandai-namco-motion.tar.xz"
+FPS = 20.0
+# Shortest clip kept, in poses at 20 fps (1.2 s; 23 feature rows, 5 tokens once cut to a multiple of 4):
+# MoMask's minimum for KIT-ML. HumanML3D's 40 would drop 406 of the 2,787 clips, most of them complete
+# 1.3-2 s "raise hand" motions; the 11 shorter clips (0.6-1.1 s fragments) are skipped. No maximum: training
+# crops long clips to its window.
+MIN_FRAMES = 24
+CAPTIONS_PER_CLIP = 3
+CAPTION_SEED = 20240
+SPLIT_SEED = 1234
+SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+# A content with fewer clips than this goes to train whole: holding out its only examples would leave the
+# model without any (dataset-1's kick, punch, call, respond, slash, dance-short have 1-2 clips each).
+MIN_CLIPS_TO_HOLD_OUT = 10
+# HumanML3D's mean_variance averages the std within each group; MoMask divides the root and contact groups
+# by feat_bias before saving the statistics its networks train on.
+STD_GROUPS = (ROOT_ROT_VEL, ROOT_LIN_VEL, ROOT_Y, RIC, ROT6D, LOCAL_VEL, CONTACTS)
+FEAT_BIAS = 5.0
+FEAT_BIAS_GROUPS = (ROOT_ROT_VEL, ROOT_LIN_VEL, ROOT_Y, CONTACTS)
+# Modules whose source decides the output: editing one of them invalidates the cache.
+CONVERSION_MODULES = ("core.bvh", "core.bonemap", "core.mocap", "core.skeleton", "core.quaternion",
+                      "core.features", "core.dataset", "core.dataset.captions", __name__)
+_CLIP_NAME = re.compile(r"dataset-(\d+)_([^_]+)_([^_]+)_(\d+)")
+
+
+def _convert(member: str, data: bytes):
+    """Worker: BVH bytes -> ("ok", joints, features, mirrored features) as float32, ("short", frames) or
+    ("error", message)."""
+    try:
+        bvh = parse_bvh(data.decode("utf-8", errors="replace"), source=member)
+        joints, _ = bvh_to_smpl_joints(bvh, fps=FPS)
+        if len(joints) < MIN_FRAMES:
+            return "short", len(joints)
+        features = joints_to_features(joints)
+        mirrored = joints_to_features(mirror_joints(joints))
+    except ValueError as err:  # BvhError and every conversion check raise ValueError
+        return "error", str(err)
+    return "ok", joints.astype(np.float32), features.astype(np.float32), mirrored.astype(np.float32)
+
+
+def code_version() -> str:
+    """Hash of the source of every module the conversion runs."""
+    digest = hashlib.sha256()
+    for name in CONVERSION_MODULES:
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def assign_splits(strata: list, seed: int = SPLIT_SEED, fractions: dict = SPLIT_FRACTIONS) -> list[str]:
+    """Split name per clip, stratified by its stratum (e.g. (dataset, content, style)).
+
+    Clips are shuffled with `seed`, grouped by stratum, and dealt in that order to the split furthest below
+    its share so far: each prefix of that order is within 0.6 clips of its shares (80/10/10), so every stratum
+    (and every run of consecutive strata) is within 1.2, and singleton strata are shared out too.
+    Strata whose content (stratum[:2]) has fewer than MIN_CLIPS_TO_HOLD_OUT clips go to train.
+    """
+    names, shares = list(fractions), np.array(list(fractions.values()), dtype=np.float64)
+    content_sizes = Counter(tuple(s)[:2] for s in strata)
+    order = sorted(np.random.default_rng(seed).permutation(len(strata)), key=lambda i: strata[i])
+    splits = [names[0]] * len(strata)
+    counts = np.zeros(len(names))
+    for i in order:
+        if content_sizes[tuple(strata[i])[:2]] < MIN_CLIPS_TO_HOLD_OUT:
+            continue
+        k = int(np.argmax((counts.sum() + 1) * shares - counts))
+        counts[k] += 1
+        splits[i] = names[k]
+    return splits
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 263) feature rows -> mean, HumanML3D's std (averaged within each group) and MoMask's std (root and
+    contact groups divided by FEAT_BIAS), all float32."""
+    mean = features.mean(axis=0, dtype=np.float64)
+    std_raw = features.std(axis=0, dtype=np.float64)
+    for group in STD_GROUPS:
+        std_raw[group] = std_raw[group].mean()
+    std = std_raw.copy()
+    for group in FEAT_BIAS_GROUPS:
+        std[group] /= FEAT_BIAS
+    return mean.astype(np.float32), std_raw.astype(np.float32), std.astype(np.float32)
+
+
+def _resolve_archive(archive) -> Path:
+    path = Path(archive) if archive is not None else DEFAULT_ARCHIVE
+    if not path.is_file():
+        hint = "" if archive is not None else " (the default; pass --archive to use another copy)"
+        raise FileNotFoundError(f"mocap archive not found: {path}{hint}")
+    return path.resolve()
+
+
+def _fingerprint(archive: Path) -> dict:
+    stat = archive.stat()
+    return {"archive_size": stat.st_size, "archive_mtime_ns": stat.st_mtime_ns, "code": code_version()}
+
+
+def _read_archive(archive: Path, pool: Pool, problems: list[str]):
+    """Stream the archive once: submit every BVH to the pool; collect JSON annotations and cfg label lists."""
+    jobs, annotations, cfg = {}, {}, {}
+    bar = tqdm(total=0, unit="clip", desc="converting", leave=False)
+
+    def done(_):
+        bar.update()
+
+    where = "at its start"
+    try:
+        with tarfile.open(archive, "r|xz") as tar:
+            for member in tar:
+                path = PurePosixPath(member.name)
+                if not member.isfile() or path.suffix not in (".bvh", ".json", ".txt"):
+                    continue
+                where = f"inside member {member.name}"
+                data = tar.extractfile(member).read()
+                where = f"after member {member.name}"
+                if path.suffix == ".bvh":
+                    jobs[path.stem] = (member.name, pool.apply_async(_convert, (member.name, data), callback=done))
+                    bar.total += 1
+                elif path.suffix == ".json":
+                    annotations[path.stem] = (member.name, data)
+                elif path.parent.name == "cfg" and (number := re.search(r"(\d+)$", path.parent.parent.name)):
+                    cfg[(int(number[1]), path.stem)] = data.decode("utf-8", errors="replace").split()
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as err:
+        problems.append(f"{archive}: archive is corrupt or truncated {where} ({err}); kept what came before")
+    results = {stem: (name, job.get()) for stem, (name, job) in jobs.items()}
+    bar.close()
+    return results, annotations, cfg
+
+
+def _check_labels(stem: str, annotation, cfg: dict) -> tuple[int, str, str]:
+    """(dataset, content, style) from the clip's file name, confirmed by its JSON annotation."""
+    match = _CLIP_NAME.fullmatch(stem)
+    if match is None:
+        raise ValueError("file name is not dataset-N_{content}_{style}_{NNN}")
+    dataset, content, style = int(match[1]), match[2], match[3]
+    if dataset not in CONTENTS:
+        raise ValueError(f"unknown dataset {dataset} (known: {sorted(CONTENTS)})")
+    content_side(content)  # raises for a content without caption phrasings
+    if annotation is None:
+        raise ValueError(f"its annotation {stem}.json is missing from the archive")
+    member, data = annotation
+    try:
+        ids = json.loads(data)
+        vocabularies = (cfg.get((dataset, "content_label"), CONTENTS[dataset]),
+                        cfg.get((dataset, "style_label"), STYLES[dataset]))
+        named = []
+        for names, key in zip(vocabularies, ("content", "style")):
+            if not isinstance(ids[key], int) or not 0 <= ids[key] < len(names):
+                raise ValueError(f"'{key}' must be an index into the {len(names)} labels, found {ids[key]!r}")
+            named.append(names[ids[key]].removeprefix(f"dataset-{dataset}_"))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{member} is not a valid annotation ({type(err).__name__}: {err})") from None
+    if tuple(named) != (content, style):
+        raise ValueError(f"{member} labels it {named[0]}/{named[1]}, its file name says {content}/{style}")
+    return dataset, content, style
+
+
+def _write_dataset(out: Path, clips: list[dict], arrays: dict) -> dict:
+    """Concatenate the clips' arrays into the dataset files; splits, index and statistics."""
+    for filename in (JOINTS, FEATURES, FEATURES_MIRRORED):
+        np.save(out / filename, np.concatenate(arrays[filename]))
+    splits = assign_splits([(c["dataset"], c["content"], c["style"]) for c in clips])
+    (out / SPLIT_DIR).mkdir(exist_ok=True)
+    for split in SPLITS:
+        names = [c["name"] for c, s in zip(clips, splits) if s == split]
+        (out / SPLIT_DIR / f"{split}.txt").write_text("".join(f"{n}\n{MIRROR_PREFIX}{n}\n" for n in names))
+    for clip, split in zip(clips, splits):
+        clip["split"] = split
+    (out / CLIP_INDEX).write_text(json.dumps({"fps": FPS, "clips": clips}, indent=0))
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    rows = np.concatenate([arrays[key][i] for key in (FEATURES, FEATURES_MIRRORED) for i in train])
+    mean, std_raw, std = feature_statistics(rows)
+    for filename, values in ((MEAN, mean), (STD, std), (MEAN_RAW, mean), (STD_RAW, std_raw)):
+        np.save(out / filename, values)
+    return dict(Counter(splits))
+
+
+def _cached(out: Path, fingerprint: dict) -> dict | None:
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if manifest.get("fingerprint") == fingerprint else None
+
+
+def _report(manifest: dict, out: Path) -> str:
+    counts = manifest["splits"]
+    lines = [f"{manifest['clips']} clips (x2 with mirrors) in {out}: "
+             + ", ".join(f"{split} {counts.get(split, 0)}" for split in SPLITS)
+             + f"; {len(manifest['too_short'])} shorter than {MIN_FRAMES} frames skipped; "
+             + f"{len(manifest['problems'])} problem(s) in {manifest['seconds']:.0f} s"]
+    lines += [f"  {problem}" for problem in manifest["problems"]]
+    return "\n".join(lines)
+
+
+def prepare_data(archive=None, out="data/bandai", workers: int | None = None, force: bool = False) -> dict:
+    """Convert the archive into `out` unless its manifest says it is up to date; returns the manifest."""
+    archive, out = _resolve_archive(archive), Path(out)
+    fingerprint = _fingerprint(archive)
+    manifest = None if force else _cached(out, fingerprint)
+    if manifest is not None:
+        print(f"cache up to date: {manifest['clips']} clips in {out}")
+        return manifest
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # the dataset is incomplete until a new one is written
+    problems: list[str] = []
+    with Pool(workers) as pool:  # None: one process per core
+        results, annotations, cfg = _read_archive(archive, pool, problems)
+    clips, arrays, too_short = [], {JOINTS: [], FEATURES: [], FEATURES_MIRRORED: []}, []
+    row, joint_row = 0, 0
+    for stem in sorted(results):
+        member, (status, *payload) = results[stem]
+        try:
+            dataset, content, style = _check_labels(stem, annotations.get(stem), cfg)
+        except ValueError as err:
+            problems.append(f"{member}: skipped: {err}")
+            continue
+        if status == "error":  # conversion messages start with the member's name already
+            problems.append(f"{member}: skipped: {payload[0].removeprefix(member).lstrip(', :')}")
+            continue
+        if status == "short":
+            too_short.append(f"{stem} ({payload[0]} frames)")
+            continue
+        joints, features, mirrored = payload
+        rng = np.random.default_rng([CAPTION_SEED, zlib.crc32(stem.encode())])
+        clips.append({"name": stem, "dataset": dataset, "content": content, "style": style, "start": row,
+                      "length": len(features), "joint_start": joint_row,
+                      "captions": captions_for(content, style, CAPTIONS_PER_CLIP, rng)})
+        row, joint_row = row + len(features), joint_row + len(joints)
+        for key, values in ((JOINTS, joints), (FEATURES, features), (FEATURES_MIRRORED, mirrored)):
+            arrays[key].append(values)
+    problems += [f"{member}: skipped: no {stem}.bvh in the archive for this annotation"
+                 for stem, (member, _) in sorted(annotations.items()) if stem not in results]
+    if not clips:
+        raise ValueError(f"{archive}: no clip could be converted:\n  " + "\n  ".join(problems))
+    manifest = {"fingerprint": fingerprint, "archive": str(archive), "clips": len(clips),
+                "splits": _write_dataset(out, clips, arrays), "too_short": too_short, "problems": problems,
+                "seconds": round(time.perf_counter() - start, 1)}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    print(_report(manifest, out))
+    return manifest
