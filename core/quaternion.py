@@ -1,10 +1,9 @@
 """Vectorised numpy quaternion helpers, (w, x, y, z), any leading batch shape.
 
-qmul/qinv/qrot/qbetween keep HumanML3D's formulas (its features are defined through them); conversions to and
-from matrices use scipy, whose matrix -> quaternion conversion is Shepperd's method. Pure numpy; no torch.
+qmul/qinv/qrot/qbetween keep HumanML3D's formulas (its features are defined through them). Pure numpy (no
+scipy, no torch): the retargeting solver runs inside Blender, which ships numpy only.
 """
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 
 def qmul(q: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -52,7 +51,12 @@ def qbetween(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     """(..., 4) quaternions -> (..., 3, 3) rotation matrices (q need not be normalised)."""
-    return Rotation.from_quat(q, scalar_first=True).as_matrix()
+    q = np.asarray(q, dtype=np.float64)
+    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1
+                    ).reshape(q.shape[:-1] + (3, 3))
 
 
 def matrix_to_cont6d(m: np.ndarray) -> np.ndarray:
@@ -66,9 +70,25 @@ def quat_to_cont6d(q: np.ndarray) -> np.ndarray:
 
 
 def quat_from_matrix(m: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions by Shepperd's method (sign not canonical:
-    pass a time series through hemisphere_continuity)."""
-    return Rotation.from_matrix(m).as_quat(scalar_first=True)
+    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions with w >= 0, by Shepperd's method: each from
+    the largest of its four squared components, so no division by a vanishing one. A time series still wants
+    hemisphere_continuity (w >= 0 per frame is not continuous through half turns)."""
+    m = np.asarray(m, dtype=np.float64)
+    if (np.linalg.det(m) <= 0).any():
+        raise ValueError("not a rotation matrix: determinant <= 0 (a reflection or a degenerate matrix)")
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    candidates = np.stack([
+        np.stack([1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], -1),
+        np.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
+        np.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], -1),
+        np.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], -1),
+    ], -2)
+    pick = np.argmax(np.stack([m00 + m11 + m22, m00, m11, m22], -1), axis=-1)
+    q = np.take_along_axis(candidates, pick[..., None, None], axis=-2)[..., 0, :]
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., :1] < 0, -q, q)
 
 
 def hemisphere_continuity(quats: np.ndarray, axis: int = 0) -> np.ndarray:
