@@ -1,48 +1,13 @@
 """Generation with tiny random MoMask models: shapes, padding, seeds, guidance, schedule, progress, editing."""
-import hashlib
-
 import numpy as np
 import pytest
 import torch
 
 from core.features import recover_from_ric
-from core.models import MoMaskModels, build_model
+from core.models import MoMaskModels
 from core.sampling import (GenerationCancelled, generate, guided_logits, mask_counts, masked_decode,
                            residual_decode, sample_top_k)
-
-Q, V, COND = 3, 16, 8
-TINY = dict(num_tokens=V, code_dim=16, latent_dim=32, ff_size=64, num_layers=2, num_heads=2, cond_dim=COND)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models: a second intra-op thread only adds synchronisation cost, badly so on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class HashEncoder:
-    """Deterministic stand-in for a sentence encoder: a fixed random vector per prompt."""
-    name, dim = "hash", COND
-
-    def encode(self, prompts):
-        seeds = [int(hashlib.sha256(p.encode()).hexdigest()[:8], 16) for p in prompts]
-        return torch.stack([torch.randn(self.dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
-
-
-@pytest.fixture(scope="module")
-def models():
-    torch.manual_seed(0)
-    rvq = build_model("rvq", dict(nb_code=V, code_dim=16, width=32, depth=2, num_quantizers=Q))
-    for layer in rvq.quantizer.layers:
-        layer.codebook.normal_()
-    rng = np.random.default_rng(0)
-    return MoMaskModels(rvq, build_model("mask", TINY), build_model("residual", dict(TINY, num_quantizers=Q)),
-                        build_model("length", dict(cond_dim=COND, hidden=32)),
-                        rng.normal(size=263).astype(np.float32), rng.uniform(0.5, 2, 263).astype(np.float32),
-                        {"text_encoder": "hash"}).eval()
+from tests.tiny_models import COND, Q, V, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
 
 
 def test_generate_shapes_and_outputs(models):
