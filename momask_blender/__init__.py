@@ -1,18 +1,42 @@
-"""The Blender side of MoMask (never imports torch): panel, operators, worker client, keying.
+"""The Blender side of MoMask (never imports torch): panel, operators, preferences, worker client, keying.
 
-Operators and the panel are registered here as they land (see the extension issue); until then the
-extension registers nothing."""
+register() adds the classes and the properties they keep: Scene.momask (the panel's request),
+Object.momask_candidates and momask_candidate_index (an armature's generated actions, the index switching
+between them), WindowManager.momask_progress and momask_status (a running generation)."""
+import bpy
 
-_CLASSES = ()
+from . import jobs, operators, panel, preferences
+
+_CLASSES = preferences.CLASSES + operators.CLASSES + panel.CLASSES
+
+
+def _properties():
+    return {
+        bpy.types.Scene: {"momask": bpy.props.PointerProperty(type=panel.MOMASK_PG_settings)},
+        bpy.types.Object: {
+            "momask_candidates": bpy.props.CollectionProperty(type=panel.MOMASK_PG_candidate),
+            "momask_candidate_index": bpy.props.IntProperty(name="Candidate", update=jobs.switch_candidate,
+                                                            description="The candidate animating the armature"),
+        },
+        bpy.types.WindowManager: {
+            "momask_progress": bpy.props.FloatProperty(subtype="FACTOR", min=0.0, max=1.0),
+            "momask_status": bpy.props.StringProperty(),
+        },
+    }
 
 
 def register():
-    import bpy
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
+    for owner, properties in _properties().items():
+        for name, prop in properties.items():
+            setattr(owner, name, prop)
 
 
 def unregister():
-    import bpy
+    jobs.shutdown()
+    for owner, properties in _properties().items():
+        for name in properties:
+            delattr(owner, name)
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

@@ -24,9 +24,9 @@ def test_manifest_validates_with_blenders_validator():
 
 
 NUMPY_ONLY_MODULES = ["core.skeleton", "core.quaternion", "core.features", "core.bvh", "core.bonemap",
-                      "core.mocap", "core.solver", "core.cli"]
+                      "core.mocap", "core.solver", "core.protocol", "core.worker", "core.cli"]
 # What the Blender side imports from core: Blender bundles numpy but not scipy.
-BLENDER_SHARED_MODULES = ["core.skeleton", "core.quaternion", "core.bonemap", "core.solver"]
+BLENDER_SHARED_MODULES = ["core.skeleton", "core.quaternion", "core.bonemap", "core.solver", "core.protocol"]
 
 
 def _imported_after(module: str) -> set[str]:

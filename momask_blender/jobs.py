@@ -1,0 +1,191 @@
+"""One generation from request to keys, in steps the operator drives: checked input first (nothing changes
+when it is wrong), then a worker job polled without blocking, then the candidates keyed in one go.
+
+The worker client is kept for the session (warm model, one process) and replaced when the preferences name
+another command; a worker that died is restarted by the client on the next request."""
+from dataclasses import dataclass
+
+import bpy
+
+from . import keying, preferences
+from ._core import bonemap, solver
+from .armature_reading import read_rig
+from .worker_client import EXTENSION_ROOT, WorkerClient, WorkerError
+
+# Frames a model generates at 20 fps (core.sampling.MIN_FRAMES, MAX_FRAMES; that module needs torch).
+MIN_FRAMES, MAX_FRAMES = 8, 196
+PROMPT_IN_NAME = 40  # characters of the prompt in an action's name
+
+_client: WorkerClient | None = None
+
+
+class GenerationError(Exception):
+    """A generation that cannot run or did not finish; the message is for the user. Raised before anything
+    changed."""
+
+
+def client(command: list[str]) -> WorkerClient:
+    """The session's worker client for `command` (started on its first request, then kept warm)."""
+    global _client
+    if _client is None or _client.command != command:
+        shutdown()
+        _client = WorkerClient(command, cwd=EXTENSION_ROOT)
+    return _client
+
+
+def shutdown() -> None:
+    """Stop the session's worker (unregister, or a changed command)."""
+    global _client
+    if _client is not None:
+        _client.shutdown()
+        _client = None
+
+
+@dataclass
+class Settings:
+    """What the user asked for (the operator's properties)."""
+    prompt: str
+    seconds: float
+    seed: int
+    candidates: int
+    guidance: float
+    steps: int
+    start_frame: int
+    in_place: bool
+
+
+def target_armature(context):
+    """The active object, if it is an armature MoMask can animate (its bones map onto the 22 joints)."""
+    ob = context.active_object
+    if ob is None or ob.type != "ARMATURE":
+        what = f"the active object '{ob.name}' is a {ob.type.lower()}" if ob is not None else "nothing is active"
+        raise GenerationError(f"Select an armature to animate ({what}); or add one with Add MoMask Rig")
+    if ob.mode == "EDIT":
+        raise GenerationError(f"'{ob.name}' is in edit mode: leave edit mode to generate")
+    try:
+        read_rig(ob)
+    except bonemap.UnmappableSkeletonError as err:
+        raise GenerationError(f"'{ob.name}' cannot be animated: {err}") from None
+    except ValueError as err:
+        raise GenerationError(f"'{ob.name}': {err}") from None
+    return ob
+
+
+def _frames(seconds: float) -> int | None:
+    if seconds == 0:
+        return None
+    frames = round(seconds * keying.MOTION_FPS)
+    if not MIN_FRAMES <= frames <= MAX_FRAMES:
+        raise GenerationError(f"Duration {seconds:g} s is out of range: choose {MIN_FRAMES / keying.MOTION_FPS:g} "
+                              f"to {MAX_FRAMES / keying.MOTION_FPS:g} s, or 0 to let the model choose")
+    return frames
+
+
+def _worker_message(err) -> str:
+    message = str(err)
+    if "No module named" in message:
+        message += (f". The worker's Python lacks MoMask's packages: in the momask-blender repository run "
+                    f"`{preferences.SETUP_COMMAND}` and choose its .venv/bin/python as Worker Python in the "
+                    "add-on preferences")
+    return f"MoMask worker: {message}"
+
+
+class Generation:
+    """Check the input, start the worker job, poll it, key the result. Raises GenerationError on bad input."""
+
+    def __init__(self, context, settings: Settings):
+        if not settings.prompt.strip():
+            raise GenerationError("Type a prompt that describes the motion")
+        self.frames = _frames(settings.seconds)
+        if settings.candidates < 1 or settings.steps < 1:
+            raise GenerationError(f"Candidates and steps must be at least 1 (got {settings.candidates} and "
+                                  f"{settings.steps})")
+        self.object_name, self.settings = target_armature(context).name, settings
+        prefs = preferences.get(context)
+        try:
+            self.command = preferences.worker_command(prefs)
+        except preferences.WorkerUnavailable as err:
+            raise GenerationError(str(err)) from None
+        self.model = preferences.selected_model(prefs)
+        if not prefs.worker_command.strip():  # a local worker: its model must be here
+            try:
+                preferences.check_model_dir(self.model)
+            except FileNotFoundError as err:
+                raise GenerationError(str(err)) from None
+        self.job = None
+
+    def start(self):
+        """Send the job to the (warm or starting) worker; raises GenerationError if the worker cannot take it."""
+        s = self.settings
+        try:
+            self.job = client(self.command).request(
+                "generate", model=str(self.model), prompts=[s.prompt.strip()], lengths=None if self.frames is None
+                else [self.frames], candidates=s.candidates, seed=s.seed, steps=s.steps, cond_scale=s.guidance)
+        except WorkerError as err:
+            raise GenerationError(_worker_message(err)) from None
+        return self
+
+    def poll(self) -> bool:
+        """Take the job's new events (never blocks) -> whether it ended."""
+        self.job.poll()
+        return self.job.done
+
+    def cancel(self):
+        self.job.cancel()
+
+    def wait(self):
+        """Block until the job ends (scripts, EXEC)."""
+        try:
+            self.job.wait()
+        except WorkerError:
+            pass  # finish() reports it
+
+    def finish(self, context) -> list[bpy.types.Action]:
+        """Key every candidate as its own action on the armature and switch it to the first one. Raises
+        GenerationError for a failed or cancelled job, or an armature gone meanwhile (then nothing changed)."""
+        job = self.job
+        if job.cancelled:
+            raise GenerationError("Generation cancelled; nothing was changed")
+        if job.error is not None:
+            raise GenerationError(_worker_message(job.error))
+        ob = context.scene.objects.get(self.object_name)
+        if ob is None or ob.type != "ARMATURE":
+            raise GenerationError(f"The armature '{self.object_name}' is gone; nothing was keyed")
+        try:
+            rig = read_rig(ob)
+        except ValueError as err:
+            raise GenerationError(f"'{ob.name}' changed while generating: {err}") from None
+        s, seed = self.settings, job.result["params"]["seed"]
+        options = solver.SolveOptions(motion="in place" if s.in_place else "root motion")
+        try:  # every candidate solved before the first key is written
+            poses = [keying.solve_at_fps(rig, motion["joints"], keying.scene_fps(context.scene), options)
+                     for motion in job.result["motions"][0]]
+        except ValueError as err:
+            raise GenerationError(f"The generated motion cannot be put on '{ob.name}': {err}") from None
+        actions = []
+        for k, pose in enumerate(poses):
+            name = f"{s.prompt.strip()[:PROMPT_IN_NAME]} (seed {seed}" + (
+                f", {k + 1} of {len(poses)})" if len(poses) > 1 else ")")
+            actions.append(keying.write_pose(ob, rig, pose, name, s.start_frame))
+        add_candidates(ob, actions)
+        return actions
+
+
+def add_candidates(ob, actions) -> None:
+    """List the new actions among the armature's candidates (after the action it had, which stays listed)
+    and switch it to the first new one."""
+    previous = ob.animation_data.action if ob.animation_data else None
+    listed = {item.action for item in ob.momask_candidates}
+    if previous is not None and previous not in listed:
+        ob.momask_candidates.add().action = previous
+    for action in actions:
+        ob.momask_candidates.add().action = action
+    ob.momask_candidate_index = len(ob.momask_candidates) - len(actions)
+
+
+def switch_candidate(ob, _context=None) -> None:
+    """Update callback of Object.momask_candidate_index: animate the armature with the chosen candidate."""
+    if 0 <= ob.momask_candidate_index < len(ob.momask_candidates):
+        action = ob.momask_candidates[ob.momask_candidate_index].action
+        if action is not None:
+            keying.assign_action(ob, action)

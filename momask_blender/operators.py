@@ -1,0 +1,146 @@
+"""The operators, which are also the Python API:
+`bpy.ops.momask.add_rig()` and `bpy.ops.momask.generate(prompt=..., seconds=4.0, seed=0, candidates=1,
+guidance=4.0, steps=10, start_frame=..., in_place=False)` on the active armature.
+
+generate runs modally under INVOKE (the panel's button: progress in the panel and the status bar, Esc
+cancels, the UI keeps running) and blocks under EXEC (scripts, background Blender). Numbers are checked with
+a message rather than clamped, so a script asking for 20 s hears why it cannot have them."""
+import dataclasses
+import random
+
+import bpy
+
+from . import jobs
+from .rig_builder import build_rig
+
+TIMER_SECONDS = 0.1
+
+
+class GenerateProperties:
+    """The request, shared by the operator and the panel's settings (Scene.momask)."""
+    prompt: bpy.props.StringProperty(name="Prompt", description="What the character does, in words")
+    seconds: bpy.props.FloatProperty(
+        name="Duration", default=4.0, soft_min=0.0, soft_max=jobs.MAX_FRAMES / 20, step=10, unit="TIME_ABSOLUTE",
+        description="Length of the motion in seconds (0: the model chooses)")
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0, description="Same seed, same motion")
+    candidates: bpy.props.IntProperty(name="Candidates", default=1, soft_min=1, soft_max=8,
+                                      description="Motions to generate; each becomes its own action")
+    guidance: bpy.props.FloatProperty(name="Guidance", default=4.0, soft_min=0.0, soft_max=10.0,
+                                      description="How closely the motion follows the prompt (classifier-free "
+                                                  "guidance scale)")
+    steps: bpy.props.IntProperty(name="Steps", default=10, soft_min=1, soft_max=50,
+                                 description="Decoding steps of the masked transformer (more: slower, finer)")
+    start_frame: bpy.props.IntProperty(name="Start Frame", default=1,
+                                       description="First keyed frame (scripts: the current frame when not given)")
+    in_place: bpy.props.BoolProperty(name="In Place", default=False,
+                                     description="Remove the horizontal travel (turns are kept); off: root motion")
+
+
+class MOMASK_OT_add_rig(bpy.types.Operator):
+    """Add a clean 22-bone armature with SMPL proportions at the 3D cursor, ready for generated motion"""
+    bl_idname = "momask.add_rig"
+    bl_label = "Add MoMask Rig"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        if context.mode != "OBJECT":
+            self.report({"ERROR"}, "Switch to object mode to add the MoMask rig")
+            return {"CANCELLED"}
+        build_rig(context)
+        return {"FINISHED"}
+
+
+class MOMASK_OT_new_seed(bpy.types.Operator):
+    """Draw a new random seed for the next generation"""
+    bl_idname = "momask.new_seed"
+    bl_label = "New Seed"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        context.scene.momask.seed = random.randrange(2 ** 31)
+        return {"FINISHED"}
+
+
+def _settings(op, context) -> jobs.Settings:
+    values = {field.name: getattr(op, field.name) for field in dataclasses.fields(jobs.Settings)}
+    if not op.properties.is_property_set("start_frame"):
+        values["start_frame"] = context.scene.frame_current
+    return jobs.Settings(**values)
+
+
+def _report_keys(op, actions):
+    op.report({"INFO"}, f"MoMask: keyed {len(actions)} candidate(s): {', '.join(a.name for a in actions)}")
+
+
+def show_progress(context, progress: float, status: str) -> None:
+    """Progress for the panel's bar and the status bar; an empty status ends the display."""
+    wm = context.window_manager
+    wm.momask_progress, wm.momask_status = progress, status
+    if context.workspace is not None:
+        context.workspace.status_text_set(f"MoMask: {status} (Esc to cancel)" if status else None)
+    for area in context.screen.areas if context.screen is not None else ():
+        if area.type == "VIEW_3D":
+            area.tag_redraw()
+
+
+def modal_step(op, context) -> set[str]:
+    """One timer tick of a modal generation: show progress; key the result once the job ended."""
+    generation = op._generation
+    ended = generation.poll()
+    job = generation.job
+    if not ended:
+        show_progress(context, job.progress, job.status)
+        return {"RUNNING_MODAL"}
+    if op._timer is not None:
+        context.window_manager.event_timer_remove(op._timer)
+        op._timer = None
+    show_progress(context, 0.0, "")
+    try:
+        actions = generation.finish(context)
+    except jobs.GenerationError as err:
+        op.report({"WARNING"} if job.cancelled else {"ERROR"}, str(err))
+        return {"CANCELLED"}
+    _report_keys(op, actions)
+    return {"FINISHED"}
+
+
+class MOMASK_OT_generate(GenerateProperties, bpy.types.Operator):
+    """Generate motion from the prompt onto the active armature, each candidate as its own action (Esc cancels)"""
+    bl_idname = "momask.generate"
+    bl_label = "Generate Motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        try:
+            generation = jobs.Generation(context, _settings(self, context)).start()
+            generation.wait()
+            actions = generation.finish(context)
+        except jobs.GenerationError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        _report_keys(self, actions)
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        try:
+            self._generation = jobs.Generation(context, _settings(self, context)).start()
+        except jobs.GenerationError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(TIMER_SECONDS, window=context.window)
+        wm.modal_handler_add(self)
+        show_progress(context, 0.0, "starting")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            self._generation.cancel()  # the job ends with a "cancelled" event a step later
+            show_progress(context, context.window_manager.momask_progress, "cancelling")
+            return {"RUNNING_MODAL"}
+        if event.type == "TIMER":
+            return modal_step(self, context)
+        return {"PASS_THROUGH"}
+
+
+CLASSES = (MOMASK_OT_add_rig, MOMASK_OT_new_seed, MOMASK_OT_generate)

@@ -1,0 +1,83 @@
+"""The MoMask tab of the 3D viewport's sidebar: the request, the Generate button (a progress bar while a
+generation runs), and the armature's candidate list, which switches it between the generated actions."""
+import dataclasses
+
+import bpy
+
+from . import jobs, preferences
+from .operators import GenerateProperties, MOMASK_OT_add_rig, MOMASK_OT_generate, MOMASK_OT_new_seed
+
+
+class MOMASK_PG_settings(GenerateProperties, bpy.types.PropertyGroup):
+    """The panel's request (Scene.momask); the Generate button passes it to the operator."""
+
+
+class MOMASK_PG_candidate(bpy.types.PropertyGroup):
+    action: bpy.props.PointerProperty(type=bpy.types.Action, name="Action")
+
+
+class MOMASK_UL_candidates(bpy.types.UIList):
+    """An armature's generated actions and the action it had before; the highlighted one animates it."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        if item.action is None:
+            layout.label(text="(deleted action)", icon="ERROR")
+        else:
+            layout.label(text=item.action.name, icon="ACTION")
+
+
+class MOMASK_PT_main(bpy.types.Panel):
+    bl_label = "MoMask"
+    bl_idname = "MOMASK_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MoMask"
+
+    def draw(self, context):
+        layout = self.layout
+        prefs = preferences.get(context)
+        try:
+            preferences.worker_command(prefs)
+        except preferences.WorkerUnavailable as err:
+            box = layout.box()
+            box.label(text="MoMask needs its worker", icon="ERROR")
+            box.label(text=f"In the repository run: {preferences.SETUP_COMMAND}")
+            box.label(text=str(err))
+        ob = context.active_object
+        target = layout.row()
+        if ob is not None and ob.type == "ARMATURE":
+            target.label(text=f"Target: {ob.name}", icon="ARMATURE_DATA")
+        else:
+            target.label(text="Select an armature", icon="INFO")
+        layout.operator(MOMASK_OT_add_rig.bl_idname, icon="OUTLINER_OB_ARMATURE")
+        layout.prop(prefs, "model")
+
+        settings = context.scene.momask
+        column = layout.column()
+        column.prop(settings, "prompt", text="")
+        column.prop(settings, "seconds", text="Duration (0: auto)")
+        row = column.row(align=True)
+        row.prop(settings, "seed")
+        row.operator(MOMASK_OT_new_seed.bl_idname, text="", icon="FILE_REFRESH")
+        column.prop(settings, "candidates")
+        column.prop(settings, "guidance")
+        column.prop(settings, "steps")
+        column.prop(settings, "start_frame")
+        column.prop(settings, "in_place")
+
+        wm = context.window_manager
+        if wm.momask_status:
+            layout.progress(factor=wm.momask_progress, text=wm.momask_status)
+            layout.label(text="Esc cancels")
+        else:
+            op = layout.operator(MOMASK_OT_generate.bl_idname, icon="PLAY")
+            for field in dataclasses.fields(jobs.Settings):
+                setattr(op, field.name, getattr(settings, field.name))
+
+        if ob is not None and len(ob.momask_candidates):
+            layout.label(text="Candidates")
+            layout.template_list(MOMASK_UL_candidates.__name__, "", ob, "momask_candidates", ob,
+                                 "momask_candidate_index", rows=3)
+
+
+CLASSES = (MOMASK_PG_settings, MOMASK_PG_candidate, MOMASK_UL_candidates, MOMASK_PT_main)
