@@ -50,6 +50,41 @@ def _import_momask(args):
     print(import_momask(args.checkpoints, args.out))
 
 
+def _evaluate(args):
+    from core.evaluation.evaluate import evaluate
+    report = evaluate(args.model_dir, evaluator_dir=args.evaluator, data=args.data, split=args.split,
+                      repeats=args.repeats, mm_samples=args.mm_samples, mm_repeats=args.mm_repeats, limit=args.limit,
+                      quick=args.quick, seed=args.seed, device=args.device)
+    print(report.table())
+    if args.out:
+        report.write(args.out)
+
+
+def _train(args):
+    import os
+    from core.train import TrainingInterrupted, assemble_model_dir, train
+    if args.kind == "assemble":
+        missing = [f"--{name}" for name in ("rvq", "mask", "out") if getattr(args, name) is None]
+        if missing:
+            raise UserError(f"assemble needs {' and '.join(missing)}")
+        print(assemble_model_dir(args.out, args.rvq, args.mask, args.residual, args.length, args.evaluator))
+        return
+    if args.config is None or args.out is None:
+        raise UserError(f"training the {args.kind} network needs --config FILE and --out DIR")
+    try:
+        out = train(args.kind, args.config, args.data, args.out, rvq=args.rvq, device=args.device, stop_at=args.stop_at)
+    except TrainingInterrupted as err:
+        print(f"momask train {args.kind}: {err}", file=sys.stderr)
+        raise SystemExit(130) from None
+    if os.environ.get("RANK", "0") == "0":
+        print(f"momask train {args.kind}: {out}")
+
+
+def _serve(args):
+    from core.worker import serve
+    serve(args.threads, args.model, args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="momask", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -93,6 +128,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoints", help="the released checkpoints/t2m folder")
     p.add_argument("out", help="output model directory")
     p.set_defaults(func=_import_momask)
+
+    p = sub.add_parser("evaluate", help="R-precision, FID, MM-Dist, diversity, MultiModality, RVQ MPJPE (spec 8)")
+    p.add_argument("model_dir", help="the model directory to score")
+    p.add_argument("--evaluator", default=None, help="evaluator folder (default: MODEL_DIR/evaluator)")
+    p.add_argument("--data", default="data/bandai", help="prepared dataset (default: data/bandai)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test", help="split to score (default: test)")
+    p.add_argument("--repeats", type=int, default=None, help="repetitions for the 95%% intervals (default 20)")
+    p.add_argument("--mm-samples", type=int, default=None,
+                   help="captions generated many times for MultiModality (default 100; 0 skips it)")
+    p.add_argument("--mm-repeats", type=int, default=None, help="generations per MultiModality caption (default 30)")
+    p.add_argument("--limit", type=int, default=None, help="score a fixed random subset of this many clips")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 2 repetitions, 64 clips, MultiModality 3 generations of 4 captions")
+    p.add_argument("--seed", type=int, default=0, help="seed of generation, batching and pairs (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--out", default=None, help="also write the table to this .csv or .md file")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("train", help="train a network (rvq, mask, residual, length, evaluator; also under torchrun) "
+                                     "or assemble trained parts into a model directory")
+    p.add_argument("kind", choices=["rvq", "mask", "residual", "length", "evaluator", "assemble"])
+    p.add_argument("--config", help="training config .json (e.g. configs/default.json)")
+    p.add_argument("--data", default="data/bandai", help="prepared dataset (default: data/bandai)")
+    p.add_argument("--out", help="run directory (a checkpoint there is resumed); assemble: the model directory")
+    p.add_argument("--rvq", help="the trained RVQ run directory (mask/residual training and assemble)")
+    p.add_argument("--mask", help="assemble: the trained masked-transformer run directory")
+    p.add_argument("--residual", help="assemble: the trained residual-transformer run directory (optional)")
+    p.add_argument("--length", help="assemble: the trained length-estimator run directory (optional)")
+    p.add_argument("--evaluator", help="assemble: an evaluator run directory, copied to OUT/evaluator (optional)")
+    p.add_argument("--device", default=None, help="torch device (default: this process's GPU if any, else cpu)")
+    p.add_argument("--stop-at", type=int, default=None, help="pause after this step (checkpointed; rerun to go on)")
+    p.set_defaults(func=_train)
+
+    from core.worker import options_parser  # stdlib and numpy only; torch comes when the worker starts
+    p = sub.add_parser("serve", parents=[options_parser()],
+                       help="the worker Blender talks to: JSON lines on stdin/stdout (as python -m core.worker)")
+    p.set_defaults(func=_serve)
     return parser
 
 
