@@ -136,7 +136,13 @@ def _load_part(path: Path, name: str, spec: dict, device) -> torch.nn.Module:
         module = build_model(name, spec["hparams"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{config_file}: parts.{name}: cannot build the model ({err})") from None
-    file = path / spec.get("file", f"{name}.safetensors")
+    load_weights(module, path / spec.get("file", f"{name}.safetensors"), name)
+    return module.to(device).eval()
+
+
+def load_weights(module: torch.nn.Module, file: Path, name: str) -> None:
+    """Load a part's safetensors file into `module` (strict), turning every failure into a CheckpointError
+    that names the file."""
     if not file.is_file():
         raise CheckpointError(f"{file}: missing (config.json lists a {name} part)")
     try:
@@ -146,10 +152,9 @@ def _load_part(path: Path, name: str, spec: dict, device) -> torch.nn.Module:
     except RuntimeError as err:  # missing/unexpected keys or size mismatches against the config's hparams
         raise CheckpointError(f"{file}: weights do not fit the {name} hparams in config.json: "
                               f"{summarise_load_error(err)}") from None
-    return module.to(device).eval()
 
 
-def _load_stats(path: Path, name: str, feature_dim: int) -> np.ndarray:
+def load_stats(path: Path, name: str, feature_dim: int) -> np.ndarray:
     file = path / f"{name}.npy"
     if not file.is_file():
         raise CheckpointError(f"{file}: missing (the feature normalisation of the model)")
@@ -184,6 +189,6 @@ def load_model_dir(path: str | os.PathLike | None = None, device: str | torch.de
         if cond_dim is not None and cond_dim != text_dim:
             raise CheckpointError(f"{path / 'config.json'}: parts.{name} is conditioned on {cond_dim}-d text "
                                   f"but the text encoder {config['text_encoder']['name']!r} gives {text_dim}-d")
-    mean, std = (_load_stats(path, name, config["feature_dim"]) for name in ("mean", "std"))
+    mean, std = (load_stats(path, name, config["feature_dim"]) for name in ("mean", "std"))
     config["warnings"] = warnings
     return MoMaskModels(**modules, mean=mean, std=std, config=config)

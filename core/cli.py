@@ -86,7 +86,8 @@ def _serve(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="momask", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="momask", description="MoMask text-to-motion: data, training, evaluation and the Blender worker.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("features", help="joints (T,22,3) -> HumanML3D 263-d features (T-1,263)")

@@ -12,7 +12,7 @@ from core.checkpoint import CheckpointError, model_config, save_model_dir
 from core.cli import main
 from core.dataset import FEATURES, FEATURES_MIRRORED, JOINTS, MANIFEST
 from core.dataset.captions import captions_for
-from core.dataset.prepare import _write_dataset
+from core.dataset.prepare import write_dataset
 from core.evaluation import build_evaluator, load_evaluator, save_evaluator
 from core.evaluation.evaluate import COLUMNS, ROWS, evaluate, load_eval_set, reconstruct
 from core.evaluation.metrics import (diversity, euclidean_distances, fid, frechet_distance, matching_distance,
@@ -241,7 +241,7 @@ def write_tiny_dataset(root, clips_per_label=25, seed=0):
                     arrays[key].append(values.astype(np.float32))
                 row, joint_row = row + length, joint_row + length + 1
     root.mkdir(parents=True)
-    splits = _write_dataset(root, clips, arrays)
+    splits = write_dataset(root, clips, arrays)
     (root / MANIFEST).write_text(json.dumps({"clips": len(clips), "splits": splits}))
     return root
 

@@ -8,15 +8,7 @@ import torch
 from core.models import build_model
 from core.models.rvq import EMACodebook, ResidualQuantizer
 from core.models.transformer import PACKING_AVAILABLE, packed_encoder
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models: a second intra-op thread only adds synchronisation cost, badly so on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.tiny_models import single_thread  # noqa: F401 (autouse fixture)
 
 
 def _conv(prefix, out_ch, in_ch, k):

@@ -186,7 +186,7 @@ def _check_labels(stem: str, annotation, cfg: dict) -> tuple[int, str, str]:
     return dataset, content, style
 
 
-def _write_dataset(out: Path, clips: list[dict], arrays: dict) -> dict:
+def write_dataset(out: Path, clips: list[dict], arrays: dict) -> dict:
     """Concatenate the clips' arrays into the dataset files; splits, index and statistics."""
     for filename in (JOINTS, FEATURES, FEATURES_MIRRORED):
         np.save(out / filename, np.concatenate(arrays[filename]))
@@ -266,7 +266,7 @@ def prepare_data(archive=None, out="data/bandai", workers: int | None = None, fo
     if not clips:
         raise ValueError(f"{archive}: no clip could be converted:\n  " + "\n  ".join(problems))
     manifest = {"fingerprint": fingerprint, "archive": str(archive), "clips": len(clips),
-                "splits": _write_dataset(out, clips, arrays), "too_short": too_short, "problems": problems,
+                "splits": write_dataset(out, clips, arrays), "too_short": too_short, "problems": problems,
                 "seconds": round(time.perf_counter() - start, 1)}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     print(_report(manifest, out))

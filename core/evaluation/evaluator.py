@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from core.checkpoint import CheckpointError, _load_stats, summarise_load_error
+from core.checkpoint import CheckpointError, load_stats, load_weights
 from core.features import CONTACTS, FEATURE_DIM
 
 FORMAT_NAME = "momask-blender-evaluator"
@@ -189,15 +188,6 @@ def load_evaluator(path: str | os.PathLike, device: str | torch.device = "cpu") 
                              f"evaluator reads {net.hparams['text_dim']}-d ones")
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{file}: cannot build the evaluator ({err})") from None
-    weights = path / config.get("file", WEIGHTS)
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing (config.json lists it)")
-    try:
-        load_model(net, str(weights), strict=True)
-    except SafetensorError as err:
-        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from None
-    except RuntimeError as err:
-        raise CheckpointError(f"{weights}: weights do not fit the hparams in config.json: "
-                              f"{summarise_load_error(err)}") from None
-    mean, std = (_load_stats(path, name, FEATURE_DIM) for name in ("mean", "std"))
+    load_weights(net, path / config.get("file", WEIGHTS), "evaluator")
+    mean, std = (load_stats(path, name, FEATURE_DIM) for name in ("mean", "std"))
     return Evaluator(net.to(device).eval(), mean, std, config)
