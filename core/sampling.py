@@ -88,11 +88,11 @@ def masked_decode(mask_model, cond: torch.Tensor, token_lens: torch.Tensor, *, s
     for count in mask_counts(steps, editable.sum(dim=1)):
         is_mask = scores.argsort(dim=1).argsort(dim=1) < count[:, None]
         ids = torch.where(is_mask, mask_model.mask_id, ids)
-        logits = guided_logits(mask_model.logits, cond, cond_scale, ids=ids, padding_mask=pad)
-        sampled = sample_top_k(logits, topk, temperature, generator)
-        ids = torch.where(is_mask, sampled, ids)
-        confidence = logits.softmax(dim=-1).gather(-1, sampled[..., None]).squeeze(-1)
-        scores = torch.where(is_mask, confidence, KEPT_SCORE)
+        logits = guided_logits(mask_model.logits, cond, cond_scale, ids=ids, padding_mask=pad, needed=is_mask)
+        sampled = sample_top_k(logits, topk, temperature, generator)  # (k,) at the masked positions
+        ids = ids.masked_scatter(is_mask, sampled)
+        confidence = logits.softmax(dim=-1).gather(-1, sampled[:, None]).squeeze(-1)
+        scores = torch.full_like(scores, KEPT_SCORE).masked_scatter(is_mask, confidence)
         if on_step is not None:
             on_step()
     return torch.where(pad, -1, ids)
@@ -113,17 +113,17 @@ def residual_decode(res_model, base_ids: torch.Tensor, cond: torch.Tensor, token
             raise ValueError("residual_decode: `editable` needs the source_ids to keep outside it")
         keep = ~editable.to(pad.device) & ~pad
         source_ids = torch.where(source_ids < 0, res_model.pad_id, source_ids)
-    embeddings = res_model.token_embeddings()
     ids = torch.where(pad, res_model.pad_id, base_ids)
     all_ids, history = [ids], 0
     for j in range(1, res_model.num_quantizers):
-        history = history + embeddings[j - 1][ids]
+        history = history + res_model.token_embedding(j - 1)[ids]
         layers = torch.full_like(token_lens, j)
-        logits = guided_logits(res_model.logits, cond, cond_scale, history=history, layers=layers, padding_mask=pad)
-        ids = sample_top_k(logits, topk, temperature, generator)
+        logits = guided_logits(res_model.logits, cond, cond_scale, history=history, layers=layers,
+                               padding_mask=pad, needed=~pad)
+        ids = torch.full_like(pad, res_model.pad_id, dtype=torch.long)
+        ids = ids.masked_scatter(~pad, sample_top_k(logits, topk, temperature, generator))
         if keep is not None:
             ids = torch.where(keep, source_ids[..., j], ids)
-        ids = torch.where(pad, res_model.pad_id, ids)
         all_ids.append(ids)
         if on_step is not None:
             on_step()

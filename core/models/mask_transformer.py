@@ -25,11 +25,13 @@ class MaskTransformer(ConditionedTransformer):
         self.token_emb = nn.Embedding(num_tokens + 2, code_dim)
         self.apply(init_weights)
 
-    def logits(self, ids: torch.Tensor, cond: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    def logits(self, ids: torch.Tensor, cond: torch.Tensor, padding_mask: torch.Tensor,
+               needed: torch.Tensor | None = None) -> torch.Tensor:
         """ids (B, n) with mask/pad ids, cond (B, cond_dim) (zeros = unconditional), padding_mask (B, n)
-        True at pads -> (B, n, num_tokens)."""
-        prefix = self.cond_emb(self.drop_condition(cond))[:, None]
-        return self.output_process(self.encode(self.token_emb(ids), prefix, padding_mask))
+        True at pads -> (B, n, num_tokens); with `needed` (B, n) bool, the same as `logits(...)[needed]`
+        (k, num_tokens), computed only there (sampling needs the masked positions alone)."""
+        prefix = self.linear(self.cond_emb, self.drop_condition(cond))[:, None]
+        return self.head(self.encode(self.token_emb(ids), prefix, padding_mask, needed))
 
     def forward(self, ids: torch.Tensor, cond: torch.Tensor, token_lens: torch.Tensor):
         """Training step on ground-truth ids (B, n): mask a cosine-scheduled share of the valid positions,

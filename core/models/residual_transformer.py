@@ -35,18 +35,34 @@ class ResidualTransformer(ConditionedTransformer):
         """(Q-1, vocab, code_dim): E_k embeds layer k's tokens, k = 0..Q-2."""
         return torch.cat([self.token_embed_weight_, self.embed_proj_shared_weight])
 
+    def token_embedding(self, layer: int) -> torch.Tensor:
+        """(vocab, code_dim) E_layer, a view (token_embeddings() copies all of them)."""
+        return self.token_embed_weight_[0] if layer == 0 else self.embed_proj_shared_weight[layer - 1]
+
     def output_projections(self) -> torch.Tensor:
         """(Q-1, vocab, code_dim): row j-1 scores layer j's tokens, j = 1..Q-1."""
         return torch.cat([self.embed_proj_shared_weight, self.output_proj_weight_])
 
+    def output_projection(self, layer: int) -> torch.Tensor:
+        """(vocab, code_dim) W_layer, a view (output_projections() copies all of them)."""
+        shared = self.embed_proj_shared_weight
+        return shared[layer - 1] if layer <= shared.shape[0] else self.output_proj_weight_[0]
+
     def logits(self, history: torch.Tensor, layers: torch.Tensor, cond: torch.Tensor,
-               padding_mask: torch.Tensor) -> torch.Tensor:
+               padding_mask: torch.Tensor, needed: torch.Tensor | None = None) -> torch.Tensor:
         """history (B, n, code_dim) = sum of E_k[t_k] for k < j, layers (B,) the j to predict (1..Q-1),
-        cond (B, cond_dim) (zeros = unconditional), padding_mask (B, n) True at pads -> (B, n, vocab)."""
-        layer_token = self.quant_emb(F.one_hot(layers, self.num_quantizers).to(history.dtype))
-        prefix = torch.stack([self.cond_emb(self.drop_condition(cond)), layer_token], dim=1)
-        out = self.output_process(self.encode(history, prefix, padding_mask))
-        return torch.einsum("bnc,bvc->bnv", out, self.output_projections()[layers - 1])
+        cond (B, cond_dim) (zeros = unconditional), padding_mask (B, n) True at pads -> (B, n, vocab);
+        with `needed` (B, n) bool, the same as `logits(...)[needed]` (k, vocab), computed only there."""
+        layer_token = self.linear(self.quant_emb, F.one_hot(layers, self.num_quantizers).to(history.dtype))
+        prefix = torch.stack([self.linear(self.cond_emb, self.drop_condition(cond)), layer_token], dim=1)
+        out = self.head(self.encode(history, prefix, padding_mask, needed))
+        row_layers = layers[:, None].expand(history.shape[:2])
+        row_layers = row_layers if needed is None else row_layers[needed]
+        logits = out.new_empty(*out.shape[:-1], self.num_tokens + 1)
+        for layer in layers.unique().tolist():  # one product per layer: no (B, vocab, code_dim) gather
+            rows = row_layers == layer
+            logits[rows] = F.linear(out[rows], self.output_projection(layer))
+        return logits
 
     def forward(self, all_ids: torch.Tensor, cond: torch.Tensor, token_lens: torch.Tensor):
         """Training step on ground-truth ids (B, n, Q): per sample pick a layer j in 1..Q-1 (cosine schedule,
