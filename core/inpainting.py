@@ -21,8 +21,8 @@ from core.features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematic
                            joints_to_features, recover_from_ric)
 from core.models import MoMaskModels
 from core.quaternion import qrot
-from core.sampling import (MAX_FRAMES, MIN_FRAMES, GenerationCancelled, decode_features, masked_decode,
-                           residual_decode)
+from core.sampling import (MAX_FRAMES, MIN_FRAMES, GenerationCancelled, check_sampling_options,
+                           decode_features, masked_decode, residual_decode)
 from core.skeleton import FACE_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
 
 BLEND_FRAMES = 5  # frames over which a range eases from the source's pose into the generated one
@@ -72,12 +72,7 @@ def start_request(models: MoMaskModels, text_encoder, prompts: list[str], candid
     """Checks shared by edit requests -> (condition vectors (len(prompts), dim), torch.Generator).
     An empty prompt is unconditional: the zero vector the transformers were trained on for dropped text.
     Prompts longer than the encoder's context are truncated by the encoder."""
-    if candidates < 1 or steps < 1:
-        raise ValueError(f"{caller}: candidates and steps must be >= 1, got {candidates} and {steps}")
-    if not 0 <= topk < 1:
-        raise ValueError(f"{caller}: topk is the share of the vocabulary filtered out, in [0, 1), got {topk}")
-    if temperature < 0:
-        raise ValueError(f"{caller}: temperature must be >= 0, got {temperature}")
+    check_sampling_options(candidates, steps, topk, temperature, caller)
     if any(net is not None and net.training for net in (models.rvq, models.mask, models.residual)):
         raise RuntimeError(f"{caller}: the models are in training mode (dropout on); call models.eval() first")
     for i, prompt in enumerate(prompts):

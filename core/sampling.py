@@ -142,18 +142,23 @@ def sample_token_lengths(length_model, cond: torch.Tensor, frames_per_token: int
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
+def check_sampling_options(candidates: int, steps: int, topk: float, temperature: float, caller: str) -> None:
+    """The checks every request (generate, inpaint, long motions) makes of its sampling options."""
+    if candidates < 1 or steps < 1:
+        raise ValueError(f"{caller}: candidates and steps must be >= 1, got {candidates} and {steps}")
+    if not 0 <= topk < 1:
+        raise ValueError(f"{caller}: topk is the share of the vocabulary filtered out, in [0, 1), got {topk}")
+    if temperature < 0:
+        raise ValueError(f"{caller}: temperature must be >= 0, got {temperature}")
+
+
 def _check_request(prompts, lengths, candidates, steps, topk, temperature) -> list[int] | None:
     if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts:
         raise ValueError("generate: expected a non-empty list of prompt strings")
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"generate: prompt {i} is empty; describe the motion in words")
-    if candidates < 1 or steps < 1:
-        raise ValueError(f"generate: candidates and steps must be >= 1, got {candidates} and {steps}")
-    if not 0 <= topk < 1:
-        raise ValueError(f"generate: topk is the share of the vocabulary filtered out, in [0, 1), got {topk}")
-    if temperature < 0:
-        raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
+    check_sampling_options(candidates, steps, topk, temperature, "generate")
     if lengths is None:
         return None
     lengths = [lengths] * len(prompts) if isinstance(lengths, (int, np.integer)) else list(lengths)
