@@ -3,8 +3,10 @@ sinusoidal positions -> prefix tokens (text, layer) -> post-LayerNorm Transforme
 
 Attribute names are those of momask-codes so released weights load by name. The encoder runs batch-first
 (same state_dict as the released sequence-first one) because PyTorch's fused inference path needs it.
-On CPU, inference goes one step further (`PackedEncoder`): sampling runs ~100-row matrix products, where
-oneDNN weights packed once beat PyTorch's fused path by about a quarter."""
+On CPU, inference goes further (`packed_copy`): sampling runs ~100-row matrix products, where oneDNN
+weights packed once beat PyTorch's fused path by about a quarter, and `inference_dtype` bfloat16 halves
+them again. Sampling also asks only for the logits it uses (`needed`): the last layer and the head skip
+the other positions."""
 import math
 import weakref
 
@@ -70,22 +72,20 @@ class PackedLinear:
 
     def __init__(self, linear: nn.Linear, dtype: torch.dtype):
         self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().to(dtype))
-        self.bias = linear.bias.detach().to(dtype)
+        self.bias = None if linear.bias is None else linear.bias.detach().to(dtype)
         self.dtype = dtype
 
     def __call__(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).to(self.dtype)
-        out = torch.ops.mkldnn._linear_pointwise(flat, self.weight, self.bias, *_ACTIVATIONS[gelu])
+        attr, algorithm = ("gelu", "none") if gelu else ("none", "")
+        out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).to(self.dtype), self.weight,
+                                                 self.bias, attr, [], algorithm)
         return out.float().view(*x.shape[:-1], -1)
-
-
-_ACTIVATIONS = {False: ("none", [], ""), True: ("gelu", [], "none")}  # oneDNN post-op, scalars, algorithm
 
 
 class PackedHead:
     """OutputProcess for CPU inference; the logits layer stays float32 (its rounding would show)."""
 
-    def __init__(self, head: "OutputProcess", dtype: torch.dtype):
+    def __init__(self, head: OutputProcess, dtype: torch.dtype):
         self.dense, self.final = PackedLinear(head.dense, dtype), PackedLinear(head.poseFinal, torch.float32)
         norm = head.LayerNorm
         self.norm = norm.normalized_shape, norm.weight.detach(), norm.bias.detach(), norm.eps
