@@ -101,7 +101,8 @@ def main():
     precision.add_argument("--bf16", action="store_true",
                            help="bfloat16 matrix products in the transformers (inference_dtype)")
     precision.add_argument("--stock-encoder", action="store_true",
-                           help="PyTorch's fused TransformerEncoder path instead of oneDNN-packed weights (to compare)")
+                           help="PyTorch's own modules (fused TransformerEncoder path) instead of oneDNN-packed "
+                                "weights, to compare")
     parser.add_argument("--text-encoders", action="store_true", help="also time MiniLM and CLIP text encoding")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -79,7 +79,7 @@ class PackedLinear:
         attr, algorithm = ("gelu", "none") if gelu else ("none", "")
         out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).to(self.dtype), self.weight,
                                                  self.bias, attr, [], algorithm)
-        return out.float().view(*x.shape[:-1], -1)
+        return out.float().view(*x.shape[:-1], out.shape[-1])
 
 
 class PackedHead:
