@@ -74,7 +74,7 @@ def save_model_dir(models: MoMaskModels, path: str | os.PathLike) -> Path:
             continue
         save_model(module, str(file))  # drops tied aliases; load_model restores them from the rebuilt module
         parts[name] = {"file": file.name, "hparams": module.hparams}
-    config = {k: v for k, v in models.config.items() if k != "warnings"}  # warnings are re-derived on load
+    config = {k: v for k, v in models.config.items() if k not in LOAD_TIME_KEYS}
     config.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, parts=parts)
     (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return path
@@ -169,9 +169,14 @@ def load_stats(path: Path, name: str, feature_dim: int) -> np.ndarray:
     return stats.astype(np.float32)
 
 
-def load_model_dir(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> MoMaskModels:
-    """Load a model directory (None: the default model) in eval mode. `config["warnings"]` lists the
-    optional parts that are missing."""
+LOAD_TIME_KEYS = ("warnings", "precision")  # set by load_model_dir for this machine, never saved
+
+
+def load_model_dir(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                   precision: str = "auto") -> MoMaskModels:
+    """Load a model directory (None: the default model) in eval mode, its transformers set to `precision`
+    (MoMaskModels.set_precision; `config["precision"]` says which took effect). `config["warnings"]` lists
+    the optional parts that are missing."""
     path = resolve_model_dir(path)
     config = _read_config(path)
     parts, text_dim = config["parts"], config["text_encoder"]["dim"]
@@ -191,4 +196,6 @@ def load_model_dir(path: str | os.PathLike | None = None, device: str | torch.de
                                   f"but the text encoder {config['text_encoder']['name']!r} gives {text_dim}-d")
     mean, std = (load_stats(path, name, config["feature_dim"]) for name in ("mean", "std"))
     config["warnings"] = warnings
-    return MoMaskModels(**modules, mean=mean, std=std, config=config)
+    models = MoMaskModels(**modules, mean=mean, std=std, config=config)
+    config["precision"] = models.set_precision(precision)
+    return models

@@ -4,6 +4,8 @@ and never import torch."""
 import argparse
 import sys
 
+from core.protocol import PRECISIONS  # stdlib and numpy only
+
 
 class UserError(Exception):
     """Bad input from the user: printed as a one-line message, exit code 2."""
@@ -54,7 +56,7 @@ def _evaluate(args):
     from core.evaluation.evaluate import evaluate
     report = evaluate(args.model_dir, evaluator_dir=args.evaluator, data=args.data, split=args.split,
                       repeats=args.repeats, mm_samples=args.mm_samples, mm_repeats=args.mm_repeats, limit=args.limit,
-                      quick=args.quick, seed=args.seed, device=args.device)
+                      quick=args.quick, seed=args.seed, device=args.device, precision=args.precision)
     print(report.table())
     if args.out:
         report.write(args.out)
@@ -82,7 +84,7 @@ def _train(args):
 
 def _serve(args):
     from core.worker import serve
-    serve(args.threads, args.model, args.device)
+    serve(args.threads, args.model, args.device, args.precision)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke test: 2 repetitions, 64 clips, MultiModality 3 generations of 4 captions")
     p.add_argument("--seed", type=int, default=0, help="seed of generation, batching and pairs (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="CPU matrix products of the transformers (default auto: bfloat16 where native)")
     p.add_argument("--out", default=None, help="also write the table to this .csv or .md file")
     p.set_defaults(func=_evaluate)
 

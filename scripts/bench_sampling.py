@@ -7,7 +7,8 @@ encoding that was left out, for both encoders: MiniLM from its package, and CLIP
 weights (same sizes and code path as the released `ViT-B-32.pt`, loaded through `get_text_encoder`).
 
     .venv/bin/python scripts/bench_sampling.py [--runs 15] [--frames 196] [--steps 10] [--batch 1 4]
-                                               [--bf16 | --stock-encoder] [--text-encoders]
+                                               [--precision auto|float32|bfloat16] [--stock-encoder]
+                                               [--text-encoders]
 """
 import argparse
 import resource
@@ -22,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.models import MoMaskModels, build_model, transformer  # noqa: E402
+from core.protocol import PRECISIONS  # noqa: E402
 from core.sampling import generate  # noqa: E402
 from core.text_encoders import _clip_module, get_text_encoder  # noqa: E402
 
@@ -97,23 +99,20 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="prompts per request")
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true",
-                           help="bfloat16 matrix products in the transformers (inference_dtype)")
-    precision.add_argument("--stock-encoder", action="store_true",
-                           help="PyTorch's own modules (fused TransformerEncoder path) instead of oneDNN-packed "
-                                "weights, to compare")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the transformers' matrix products (default auto, as the worker: bfloat16 where native)")
+    parser.add_argument("--stock-encoder", action="store_true",
+                        help="PyTorch's own modules (fused TransformerEncoder path, float32) instead of oneDNN-packed "
+                             "weights, to compare")
     parser.add_argument("--text-encoders", action="store_true", help="also time MiniLM and CLIP text encoding")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformer.PACKING_AVAILABLE &= not args.stock_encoder
     models, encoder = released_models(), PrecomputedEncoder()
-    if args.bf16:
-        models.mask.inference_dtype = models.residual.inference_dtype = torch.bfloat16
-    bf16 = args.bf16 and transformer.BF16_NATIVE
+    precision = models.set_precision(args.precision)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.frames} frames, "
           f"{args.steps} steps, CFG 4 / 5, packed encoder: {transformer.PACKING_AVAILABLE}, "
-          f"transformer products: {'bfloat16' if bf16 else 'float32'}")
+          f"transformer products: {precision if transformer.PACKING_AVAILABLE else 'float32'}")
     for batch in args.batch:
         prompts = [f"a person walks forward and waves {i}" for i in range(batch)]
         encoder.encode(prompts)

@@ -55,7 +55,7 @@ def model_outputs(models: MoMaskModels, seed=1) -> dict:
 def test_round_trip_keeps_weights_outputs_and_config(tmp_path):
     models = small_models()
     save_model_dir(models, tmp_path / "model")
-    loaded = load_model_dir(tmp_path / "model")
+    loaded = load_model_dir(tmp_path / "model", precision="float32")  # exact products, to compare bit for bit
 
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
         "config.json", "length.safetensors", "mask.safetensors", "mean.npy", "residual.safetensors",
@@ -72,14 +72,16 @@ def test_round_trip_keeps_weights_outputs_and_config(tmp_path):
     assert config["format_version"] == 1 and config["text_encoder"] == {"name": "minilm", "dim": 384}
     assert (config["dataset"], config["fps"], config["joints"], config["feature_dim"]) == ("bandai", 20, 22, 263)
     assert config["parts"]["mask"]["hparams"]["latent_dim"] == 32 and config["notes"] == ["trained in a test"]
-    assert loaded.config["warnings"] == []
+    assert loaded.config["warnings"] == [] and loaded.config["precision"] == "float32"
+    assert "precision" not in config and "warnings" not in config  # this machine's, never saved
+    assert load_model_dir(tmp_path / "model").config["precision"] == models.set_precision("auto")
 
 
 def test_optional_parts_load_as_none_with_warnings(tmp_path):
     save_model_dir(small_models(), tmp_path)  # a full model first: its residual/length files must go
     models = small_models(seed=3, parts=("rvq", "mask"))
     save_model_dir(models, tmp_path)
-    loaded = load_model_dir(tmp_path)
+    loaded = load_model_dir(tmp_path, precision="float32")
 
     assert loaded.residual is None and loaded.length is None
     assert not (tmp_path / "residual.safetensors").exists() and not (tmp_path / "length.safetensors").exists()

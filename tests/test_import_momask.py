@@ -117,7 +117,7 @@ def outputs(modules, seed=1) -> dict:
 
 
 def loaded_parts(path):
-    models = load_model_dir(path)
+    models = load_model_dir(path, precision="float32")  # exact products: compared bit for bit
     return models, {name: getattr(models, name) for name in ("rvq", "mask", "residual", "length")}
 
 

@@ -290,3 +290,23 @@ def test_quantisation_dropout_keeps_a_prefix_of_layers():
     assert kept == set(range(1, 7))
     quantizer.eval()
     assert (quantizer(torch.randn(2, 5, 4), temperature=0.0)[1] >= 0).all()
+
+
+@pytest.mark.parametrize("kind", ["mask", "residual"])
+def test_logits_at_needed_positions_equal_the_full_logits_there(kind):
+    """Sampling asks only for the logits it uses (packed path skips the rest); padding included."""
+    torch.manual_seed(0)
+    hparams = TINY_TRANSFORMER if kind == "mask" else dict(TINY_TRANSFORMER, num_quantizers=4)
+    model = build_model(kind, hparams).eval()
+    cond, pads = torch.randn(3, 8), torch.zeros(3, 9, dtype=torch.bool)
+    pads[1, 5:], pads[2, 7:] = True, True
+    needed = (torch.rand(3, 9) < 0.5) & ~pads
+    needed[0, 0] = True
+    if kind == "mask":
+        inputs = (torch.randint(0, 16, (3, 9)), cond, pads)
+    else:
+        inputs = (torch.randn(3, 9, 16), torch.tensor([1, 2, 3]), cond, pads)
+    with torch.no_grad():  # CPU inference: the packed path
+        full, part = model.logits(*inputs), model.logits(*inputs, needed=needed)
+    assert part.shape == (int(needed.sum()), full.shape[-1])
+    assert torch.allclose(part, full[needed], atol=1e-5)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.features import recover_from_ric
-from core.models import MoMaskModels
+from core.models import MoMaskModels, transformer
 from core.sampling import (GenerationCancelled, generate, guided_logits, mask_counts, masked_decode,
                            residual_decode, sample_top_k)
 from tests.tiny_models import COND, Q, V, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
@@ -70,6 +70,37 @@ def test_guidance_is_one_batched_pass_equal_to_two_separate_ones(models):
         cond_l = models.residual.logits(history, layers, cond, pad)
         uncond_l = models.residual.logits(history, layers, torch.zeros_like(cond), pad)
         assert torch.allclose(guided, uncond_l + 5.0 * (cond_l - uncond_l), atol=1e-4)
+
+
+@pytest.mark.skipif(not transformer.BF16_NATIVE, reason="this CPU has no native bfloat16: auto stays float32")
+def test_bfloat16_guided_logits_stay_close_to_float32(models):
+    """The worker's default precision ("auto") on this CPU: bfloat16 products, float32 logits layer."""
+    torch.manual_seed(4)
+    cond, ids = torch.randn(2, COND), torch.randint(0, V + 2, (2, 9))
+    pad = torch.tensor([[False] * 9, [False] * 6 + [True] * 3])
+    history, layers = torch.randn(2, 9, 16), torch.tensor([1, 2])
+
+    def both():
+        with torch.inference_mode():
+            return (guided_logits(models.mask.logits, cond, 4.0, ids=ids, padding_mask=pad)[~pad],
+                    guided_logits(models.residual.logits, cond, 5.0, history=history, layers=layers,
+                                  padding_mask=pad)[~pad])
+
+    assert models.set_precision("float32") == "float32"
+    exact = both()
+    try:
+        assert models.set_precision("auto") == "bfloat16"
+        rounded = both()
+    finally:
+        models.set_precision("float32")
+    for a, b in zip(exact, rounded):
+        error = (a - b).abs().max() / a.abs().max()
+        assert 0 < error < 0.05  # rounded (so bfloat16 really ran), yet within a few percent (guidance x4, x5)
+
+
+def test_precision_names_are_checked(models):
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
+        models.set_precision("fp8")
 
 
 def test_each_step_is_one_forward_of_the_whole_request(models, monkeypatch):
@@ -188,3 +219,16 @@ def test_editing_keeps_tokens_outside_the_editable_span(models):
         masked_decode(models.mask, cond, lens, editable=editable)
     with pytest.raises(ValueError, match="needs the source_ids"):
         residual_decode(models.residual, base, cond, lens, editable=editable)
+
+
+def test_nothing_editable_returns_the_source_tokens(models):
+    """A window whose editable span is empty (e.g. a range inside padding) decodes to its source as is."""
+    torch.manual_seed(5)
+    cond, lens = torch.randn(2, COND), torch.tensor([8, 6])
+    source = torch.randint(0, V, (2, 8, Q))
+    nothing = torch.zeros(2, 8, dtype=torch.bool)
+    with torch.inference_mode():
+        base = masked_decode(models.mask, cond, lens, steps=5, source_ids=source[..., 0], editable=nothing)
+        all_ids = residual_decode(models.residual, base, cond, lens, source_ids=source, editable=nothing)
+    valid = torch.arange(8) < lens[:, None]
+    assert torch.equal(all_ids[valid], source[valid]) and (all_ids[~valid] == -1).all()

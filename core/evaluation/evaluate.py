@@ -156,7 +156,7 @@ class EvaluationReport:
 def evaluate(model_dir, evaluator_dir=None, data="data/bandai", split: str = "test", repeats: int | None = None,
              mm_samples: int | None = None, mm_repeats: int | None = None, limit: int | None = None,
              quick: bool = False, seed: int = 0, device: str = "cpu", batch_rows: int = 128,
-             log=None) -> EvaluationReport:
+             precision: str = "auto", log=None) -> EvaluationReport:
     """Score the model directory (None: the default model) with the evaluator in `evaluator_dir` (default:
     MODEL_DIR/evaluator). repeats/mm_samples/mm_repeats/limit left at None take FULL's values (QUICK's with
     quick); mm_samples 0 skips MultiModality. `log(line)` gets the protocol and one line per repetition
@@ -169,7 +169,7 @@ def evaluate(model_dir, evaluator_dir=None, data="data/bandai", split: str = "te
         raise ValueError(f"evaluate: need repeats >= 1, mm_samples >= 0 and mm_repeats >= 2, got {settings}")
     started = time.perf_counter()
     model_dir = resolve_model_dir(model_dir)
-    models = load_model_dir(model_dir, device)
+    models = load_model_dir(model_dir, device, precision)
     evaluator_dir = Path(evaluator_dir) if evaluator_dir is not None else model_dir / EVALUATOR_SUBDIR
     evaluator = load_evaluator(evaluator_dir, device)
     encoders = {}
@@ -191,7 +191,8 @@ def evaluate(model_dir, evaluator_dir=None, data="data/bandai", split: str = "te
                               f"captions" if mm_samples else "MultiModality skipped")
     protocol = (f"{split} split of {data}: {len(eval_set.motions)} clips, {used} per repetition in batches of "
                 f"{R_PRECISION_BATCH}; {settings['repeats']} repetition(s), mean ± 95% interval; diversity over "
-                f"{diversity_pairs} pairs; {multimodality_protocol}; evaluator {evaluator_dir}; seed {seed}")
+                f"{diversity_pairs} pairs; {multimodality_protocol}; evaluator {evaluator_dir}; seed {seed}; "
+                f"transformer products in {models.config['precision']}")
     log(protocol)
 
     text = evaluator.embed_texts(encoder(evaluator.text_encoder).encode(eval_set.captions))

@@ -2,13 +2,15 @@
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch import nn
 
 from core.models.length_estimator import LengthEstimator
 from core.models.mask_transformer import MaskTransformer
 from core.models.residual_transformer import ResidualTransformer
 from core.models.rvq import RVQVAE
-
+from core.models.transformer import BF16_NATIVE
+from core.protocol import PRECISIONS
 MODEL_CLASSES = {"rvq": RVQVAE, "mask": MaskTransformer, "residual": ResidualTransformer, "length": LengthEstimator}
 
 
@@ -32,6 +34,18 @@ class MoMaskModels:
     mean: np.ndarray  # (263,) feature mean the networks were trained around
     std: np.ndarray  # (263,)
     config: dict = field(default_factory=dict)
+
+    def set_precision(self, precision: str = "auto") -> str:
+        """Choose the transformers' CPU inference precision (one of core.protocol.PRECISIONS) -> the one products will run in
+        ("bfloat16" only where the CPU has it natively; training and GPUs always compute in float32 here)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        on_cpu = next(self.mask.parameters()).device.type == "cpu"
+        bf16 = precision != "float32" and BF16_NATIVE and on_cpu
+        for net in (self.mask, self.residual):
+            if net is not None:
+                net.inference_dtype = torch.bfloat16 if bf16 else torch.float32
+        return "bfloat16" if bf16 else "float32"
 
     def eval(self) -> "MoMaskModels":
         """Inference mode for every network (no dropout, no EMA codebook updates)."""
