@@ -142,15 +142,15 @@ def _load_part(path: Path, name: str, spec: dict, device) -> torch.nn.Module:
 
 def load_weights(module: torch.nn.Module, file: Path, name: str) -> None:
     """Load a part's safetensors file into `module` (strict), turning every failure into a CheckpointError
-    that names the file."""
+    that names the file (model directories and training runs alike)."""
     if not file.is_file():
-        raise CheckpointError(f"{file}: missing (config.json lists a {name} part)")
+        raise CheckpointError(f"{file}: missing (the weights of the {name} part)")
     try:
         load_model(module, str(file), strict=True)
     except SafetensorError as err:
         raise CheckpointError(f"{file}: not a readable safetensors file ({err})") from None
     except RuntimeError as err:  # missing/unexpected keys or size mismatches against the config's hparams
-        raise CheckpointError(f"{file}: weights do not fit the {name} hparams in config.json: "
+        raise CheckpointError(f"{file}: weights do not fit the recorded {name} hparams: "
                               f"{summarise_load_error(err)}") from None
 
 

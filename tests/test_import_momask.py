@@ -121,17 +121,22 @@ def loaded_parts(path):
     return models, {name: getattr(models, name) for name in ("rvq", "mask", "residual", "length")}
 
 
-def test_import_release_gives_identical_networks(tmp_path):
-    source = write_release(tmp_path / "t2m")
-    report = import_momask(tmp_path / "t2m", tmp_path / "ours")
-    models, parts = loaded_parts(tmp_path / "ours")
-
+def assert_same_networks(parts: dict, source: dict) -> None:
+    """Imported parts equal the released modules: sizes, every tensor and the outputs, bit for bit."""
     for name, module in source.items():
         assert parts[name].hparams == module.hparams, name
         torch.testing.assert_close(parts[name].state_dict(), module.state_dict(), rtol=0, atol=0)
     expected = outputs(source)
     for key, value in outputs(parts).items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+
+def test_import_release_gives_identical_networks(tmp_path):
+    source = write_release(tmp_path / "t2m")
+    report = import_momask(tmp_path / "t2m", tmp_path / "ours")
+    models, parts = loaded_parts(tmp_path / "ours")
+
+    assert_same_networks(parts, source)
     np.testing.assert_array_equal(models.mean, np.load(tmp_path / "t2m" / RVQ_DIR / "meta" / "mean.npy"))
     np.testing.assert_array_equal(models.std, np.load(tmp_path / "t2m" / RVQ_DIR / "meta" / "std.npy"))
     assert models.config["text_encoder"] == {"name": "clip-vit-b32", "dim": 512}
@@ -151,12 +156,7 @@ def test_import_full_released_config(tmp_path):
     report = import_momask(tmp_path / "t2m", tmp_path / "ours")
     _, parts = loaded_parts(tmp_path / "ours")
 
-    for name, module in source.items():
-        assert parts[name].hparams == module.hparams, name
-        torch.testing.assert_close(parts[name].state_dict(), module.state_dict(), rtol=0, atol=0)
-    expected = outputs(source)
-    for key, value in outputs(parts).items():
-        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+    assert_same_networks(parts, source)
     assert "19,436,807 parameters" in report and "12,048,768 parameters" in report
 
 

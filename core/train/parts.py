@@ -14,11 +14,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 from torch import nn
 
-from core.checkpoint import model_config, save_model_dir
+from core.checkpoint import CheckpointError, load_weights, model_config, save_model_dir
 from core.models import MoMaskModels, build_model
 
 PART_INFO, PART_WEIGHTS = "part.json", "model.safetensors"
@@ -58,9 +57,9 @@ def load_part(run_dir, kind: str) -> tuple[nn.Module, dict]:
         raise PartError(f"{info_file}: holds a trained {info.get('kind')!r} part, not a {kind} part")
     net = build_model(kind, info["hparams"])
     try:
-        load_model(net, str(run_dir / PART_WEIGHTS), strict=True)
-    except (SafetensorError, FileNotFoundError, RuntimeError) as err:
-        raise PartError(f"{run_dir / PART_WEIGHTS}: cannot load the {kind} weights ({str(err).splitlines()[0]})") from None
+        load_weights(net, run_dir / PART_WEIGHTS, kind)
+    except CheckpointError as err:
+        raise PartError(str(err)) from None
     return net.eval(), info
 
 
