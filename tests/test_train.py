@@ -4,6 +4,7 @@ directory that generates, and explains bad input."""
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,6 +258,15 @@ def test_assembly_refuses_transformers_of_another_rvq(runs, dataset, tmp_path):
         assemble_model_dir(tmp_path / "model", other, runs / "mask")
     with pytest.raises(PartError, match="holds a trained 'mask' part, not a rvq part"):
         assemble_model_dir(tmp_path / "model", runs / "mask", runs / "mask")
+
+
+def test_corrupt_part_weights_are_named(runs, tmp_path):
+    broken = tmp_path / "mask"
+    shutil.copytree(runs / "mask", broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(PartError, match=f"{weights}: not a readable safetensors file"):
+        load_part(broken, "mask")
 
 
 def test_shipped_configs_build_every_network():
