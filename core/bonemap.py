@@ -5,12 +5,17 @@ names wins when it finds all of them. Any other rig goes through the generic mat
 (keywords, side tokens) and the hierarchy (limb chains, the path from the pelvis to the head). Either way
 left and right are then checked on the rest positions, since names lie (mirrored or viewer-left rigs) and a
 file's up and forward axes are unknown. Joints a rig lacks are blended from mapped bones where that is sound
-(spine, neck, collars) and left unmapped otherwise (toes). Pure numpy: the Blender side imports this too.
+(spine, neck, collars) and left unmapped otherwise (toes). A third way skips detection: a complete table
+(preset TABLE), such as a VRM file's humanoid table or one an animator edited. Pure numpy and the standard
+library: the Blender side imports this too.
 """
+import json
 import re
+import struct
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -75,6 +80,7 @@ PRESETS: dict[str, dict[str, str | None]] = {
     "metarig": _rigify(""),
 }
 GENERIC = "generic"
+TABLE = "table"  # no detection: the overrides are the whole map (missing spine, neck and collars interpolated)
 # Name keys for preset matching: lower case, no namespace; Blender's 'mixamorig_' and SMPL's female rig.
 _KEY_REWRITES = ((re.compile(r"^.*:"), ""), (re.compile(r"^mixamorig\d*_"), ""), (re.compile(r"^f_avg_"), "m_avg_"))
 
@@ -125,7 +131,12 @@ _COINCIDENT, _SIDE_GAP, _FORWARD_MIN = 1e-3, 0.05, 0.02
 
 
 class UnmappableSkeletonError(ValueError):
-    """The skeleton lacks joints MoMask needs, or two bones compete for one joint; the message names them."""
+    """The skeleton lacks joints MoMask needs, or two bones compete for one joint; the message names them.
+    partial: SMPL joint -> bone name of the joints that were found, a start for a table to complete by hand."""
+
+    def __init__(self, message: str, partial: dict[str, str] | None = None):
+        super().__init__(message)
+        self.partial = dict(partial or {})
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,8 @@ class BoneMap:
 
     def report(self) -> str:
         """Human readable: the preset, each joint's bone or blend, the unmapped joints and any notes."""
-        lines = [f"bone map: {'generic matcher' if self.preset == GENERIC else 'preset ' + self.preset}"]
+        source = {GENERIC: "generic matcher", TABLE: "given table"}.get(self.preset, "preset " + self.preset)
+        lines = [f"bone map: {source}"]
         for joint, bone in zip(JOINT_NAMES, self.bones):
             if bone is not None:
                 lines.append(f"  {joint:<15}<- {bone}")
@@ -160,17 +172,19 @@ class BoneMap:
 def map_skeleton(names: Sequence[str], parents: Sequence[int], rest_positions: np.ndarray,
                  preset: str | None = None, overrides: dict[str, str] | None = None) -> BoneMap:
     """Map a skeleton (bone names, parent indices (-1 = root), (B, 3) rest head positions in any units and
-    axes) onto the 22 SMPL joints. preset: a PRESETS name or "generic" to force one, None to detect.
-    overrides: SMPL joint -> bone name, applied after detection (they win)."""
+    axes) onto the 22 SMPL joints. preset: a PRESETS name or GENERIC to force one, TABLE to take the overrides as
+    the whole map, None to detect. overrides: SMPL joint -> bone name, applied after detection (they win)."""
     names, parents, positions = _checked_skeleton(names, parents, rest_positions)
     paths = _ancestor_paths(parents, names)
     overrides = _checked_overrides(overrides or {}, names)
     closest = None
     if preset is None:
         preset, closest = _detect_preset(names)
-    elif preset != GENERIC and preset not in PRESETS:
-        raise ValueError(f"unknown preset '{preset}'; known: {', '.join(PRESETS)}, {GENERIC}")
-    if preset in PRESETS:
+    elif preset not in (GENERIC, TABLE) and preset not in PRESETS:
+        raise ValueError(f"unknown preset '{preset}'; known: {', '.join(PRESETS)}, {GENERIC}, {TABLE}")
+    if preset == TABLE:
+        mapping, conflicts, notes = {}, {}, []
+    elif preset in PRESETS:
         mapping, conflicts = _preset_mapping(names, PRESETS[preset])
         notes = []
     else:
@@ -180,11 +194,14 @@ def map_skeleton(names: Sequence[str], parents: Sequence[int], rest_positions: n
     conflicts = {j: c for j, c in conflicts.items() if j not in overrides}
     if conflicts:
         raise UnmappableSkeletonError("ambiguous skeleton: " + "; ".join(
-            f"{len(c)} bones qualify as {joint} ({', '.join(names[b] for b in c)})" for joint, c in conflicts.items()))
+            f"{len(c)} bones qualify as {joint} ({', '.join(names[b] for b in c)})" for joint, c in conflicts.items()),
+            {j: names[b] for j, b in mapping.items() if j not in conflicts} | overrides)
     notes += _resolve_sides(mapping, positions)
     mapping.update((joint, names.index(bone)) for joint, bone in overrides.items())
-    notes += [f"{joint} set by override: {bone}" for joint, bone in overrides.items()]
-    _require(mapping, notes)
+    if preset != TABLE:
+        notes += [f"{joint} set by override: {bone}" for joint, bone in overrides.items()]
+    _require(mapping, notes, names,
+             "the table names no bone for them" if preset == TABLE else "name the bones with overrides")
     weights, interpolated, unmapped = _blend_weights(mapping, len(names))
     bones = tuple(names[mapping[j]] if j in mapping else None for j in JOINT_NAMES)
     return BoneMap(bones, weights, interpolated, preset, unmapped, tuple(notes))
@@ -476,7 +493,7 @@ def _resolve_sides(mapping: dict[str, int], positions: np.ndarray) -> list[str]:
     return notes
 
 
-def _require(mapping: dict[str, int], notes: list[str]) -> None:
+def _require(mapping: dict[str, int], notes: list[str], names: list[str], remedy: str) -> None:
     """Refuse a map without the joints nothing can stand in for, naming them limb by limb."""
     problems = []
     for label, joints in _REQUIRED:
@@ -487,7 +504,8 @@ def _require(mapping: dict[str, int], notes: list[str]) -> None:
             problems.append(f"{label} incomplete: {', '.join(missing)} not found")
     if problems:
         hint = "".join(f"; {n}" for n in notes if n.startswith("no preset"))
-        raise UnmappableSkeletonError("; ".join(problems) + hint + " (name the bones with overrides)")
+        raise UnmappableSkeletonError("; ".join(problems) + hint + f" ({remedy})",
+                                      {joint: names[bone] for joint, bone in mapping.items()})
 
 
 # ---------------------------------------------------------------------------------------------- interpolation
@@ -516,3 +534,77 @@ def _blend_weights(mapping: dict[str, int], num_bones: int):
             blend(f"{side}_collar", [(j if j in TORSO else f"{side}_{j}", w) for j, w in _COLLAR_BLEND])
     unmapped = tuple(j for j in JOINT_NAMES if j not in mapping and j not in interpolated)
     return weights, interpolated, unmapped
+
+
+# ------------------------------------------------------------------------------------------------------- VRM
+# VRM humanoid bone -> SMPL joint (names as both VRM 0.x and 1.0 write them). VRM's shoulder is the clavicle
+# (SMPL collar) and its upper arm SMPL's shoulder; toes are SMPL's foot. Spine, chest and upperChest (chest is
+# optional in 1.0, upperChest in both) are matched from the top in vrm_joint_table.
+VRM_JOINTS = {"hips": "pelvis", "neck": "neck", "head": "head", **{
+    f"{side}{vrm}": f"{side}_{joint}" for side in SIDES for vrm, joint in (
+        ("UpperLeg", "hip"), ("LowerLeg", "knee"), ("Foot", "ankle"), ("Toes", "foot"), ("Shoulder", "collar"),
+        ("UpperArm", "shoulder"), ("LowerArm", "elbow"), ("Hand", "wrist"))}}
+VRM_SPINE = ("spine", "chest", "upperChest")
+_GLB_MAGIC, _GLB_JSON = b"glTF", 0x4E4F534A
+
+
+def vrm_joint_table(human_bones: dict[str, str]) -> dict[str, str]:
+    """SMPL joint -> bone name from a VRM humanoid table (VRM bone name -> bone name; fingers, eyes and jaw
+    ignored). The highest of spine/chest/upperChest is spine3, which the collars hang from; of the others the
+    lowest is spine1 and a middle one spine2. SMPL joints left out are interpolated by the bone map."""
+    table = {VRM_JOINTS[vrm]: bone for vrm, bone in human_bones.items() if vrm in VRM_JOINTS and bone}
+    spine = [human_bones[vrm] for vrm in VRM_SPINE if human_bones.get(vrm)]
+    if spine:
+        table["spine3"] = spine[-1]
+        table.update(zip(("spine1", "spine2"), spine[:-1]))
+    return table
+
+
+def vrm_humanoid(gltf: dict, source: str = "glTF JSON") -> dict[str, str]:
+    """SMPL joint -> node name from a VRM model's glTF JSON: VRM 1.0 (extensions.VRMC_vrm.humanoid.humanBones,
+    {bone: {node}}) or VRM 0.x (extensions.VRM.humanoid.humanBones, [{bone, node}]). Raises ValueError naming
+    `source` when the file has no such table or a bone names a node it lacks."""
+    extensions = gltf.get("extensions") or {}
+    if "VRMC_vrm" in extensions:
+        bones = extensions["VRMC_vrm"].get("humanoid", {}).get("humanBones", {})
+        nodes = {bone: (entry or {}).get("node") for bone, entry in bones.items()} if isinstance(bones, dict) else None
+    elif "VRM" in extensions:
+        bones = extensions["VRM"].get("humanoid", {}).get("humanBones", [])
+        nodes = {entry.get("bone"): entry.get("node") for entry in bones} if isinstance(bones, list) else None
+    else:
+        raise ValueError(f"{source}: no VRM humanoid table (neither extensions.VRMC_vrm nor extensions.VRM)")
+    if not nodes:
+        raise ValueError(f"{source}: the VRM humanoid table (humanBones) is empty or malformed")
+    names = {}
+    all_nodes = gltf.get("nodes", [])
+    for bone, node in nodes.items():
+        if bone not in VRM_JOINTS and bone not in VRM_SPINE:
+            continue
+        if not isinstance(node, int) or not 0 <= node < len(all_nodes):
+            raise ValueError(f"{source}: VRM bone '{bone}' names node {node!r}, but the file has {len(all_nodes)} "
+                             "nodes")
+        if not all_nodes[node].get("name"):
+            raise ValueError(f"{source}: VRM bone '{bone}' is node {node}, which has no name to find its bone by")
+        names[bone] = all_nodes[node]["name"]
+    return vrm_joint_table(names)
+
+
+def read_gltf_json(path: str | Path) -> dict:
+    """The JSON of a .vrm/.glb (binary glTF: a 12-byte header, then a JSON chunk) or .gltf file."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:4] == _GLB_MAGIC:
+        if len(data) < 20:
+            raise ValueError(f"{path}: truncated binary glTF ({len(data)} bytes)")
+        (version,), (length, kind) = struct.unpack_from("<I", data, 4), struct.unpack_from("<II", data, 12)
+        if version != 2 or kind != _GLB_JSON or 20 + length > len(data):
+            raise ValueError(f"{path}: not a binary glTF 2.0 file with a JSON first chunk (version {version}, "
+                             f"chunk type {kind:#x}, chunk of {length} bytes in {len(data)})")
+        data = data[20:20 + length]
+    try:
+        gltf = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: neither binary glTF nor glTF JSON ({err})") from None
+    if not isinstance(gltf, dict):
+        raise ValueError(f"{path}: glTF JSON must be an object")
+    return gltf

@@ -4,19 +4,19 @@ The masked transformer rewrites the base tokens that overlap a range; every othe
 included, stays the source's (momask-codes issue #31). Tokens cover 4 frames but ranges are frames
 (issue #16), so the model's output is never used outside a range: those frames are the source's, copied.
 Inside, the decoded joints are put on the source's skeleton and trajectory (matched at the frame before the
-range, the drift carried off smoothly so that the range ends where the source goes on) and eased into the
-source's pose over a few frames at each side. Joints are the result to splice into an animation: features
+range, the drift carried off smoothly so that the range ends where the source goes on) and faded in from
+the source's own frames at each side (core.blending), so the seams keep the source's velocity. Joints are the result to splice into an animation: features
 integrate the root trajectory, so an edit's features can only follow its joints approximately.
 
 A source longer than the transformers' 196 frames is edited in 196-frame windows around its ranges.
 """
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from core.blending import BLEND_SECONDS, carried_on, ease, fade
 from core.features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematics, inverse_kinematics,
                            joints_to_features, recover_from_ric)
 from core.models import MoMaskModels
@@ -25,7 +25,7 @@ from core.sampling import (MAX_FRAMES, MIN_FRAMES, GenerationCancelled, check_sa
                            decode_features, masked_decode, residual_decode)
 from core.skeleton import FACE_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
 
-BLEND_FRAMES = 5  # frames over which a range eases from the source's pose into the generated one
+BLEND_FRAMES = round(BLEND_SECONDS * 20)  # frames (20 fps) over which a range fades from the source into the new one
 EDIT_CONTEXT = 16  # frames of source the model sees at least on each side of a range in a long motion
 MAX_RANGE_FRAMES = MAX_FRAMES - 2 * EDIT_CONTEXT  # longest range a motion of more than 196 frames can take
 
@@ -113,12 +113,6 @@ def edit_tokens(models: MoMaskModels, cond: torch.Tensor, token_lens: torch.Tens
                            source_ids=source_ids, editable=editable, **options)
 
 
-def _ease(x: np.ndarray) -> np.ndarray:
-    """0 -> 1 over x in [0, 1] with zero velocity and acceleration at both ends (smootherstep)."""
-    x = np.clip(x, 0.0, 1.0)
-    return x ** 3 * (x * (6.0 * x - 15.0) + 10.0)
-
-
 def _wrap(angle):
     return (angle + np.pi) % (2 * np.pi) - np.pi
 
@@ -163,8 +157,8 @@ def splice_range(source: np.ndarray, decoded: np.ndarray, start: int, stop: int,
        root and heading equal the source's; the turn and shift needed at the frame after it (anchor e)
        are reached by easing over s..e, so the range ends on the source's trajectory. With one
        anchor (prefix or suffix range) the motion is placed rigidly at it.
-    3. The pose difference left at each anchor is added back with a weight easing from 1 to 0 over
-       `blend_frames` frames (at most half the range), so joint positions and velocities run on."""
+    3. The range fades in from the source's own frames over `blend_frames` frames at each anchor (at most
+       half the range; core.blending.fade), so joint positions and velocities run on from the source's."""
     length = len(source)
     if not 0 <= start < stop <= length or decoded.shape != source.shape:
         raise ValueError(f"splice_range: range [{start}, {stop}) of {length} frames, decoded {decoded.shape} "
@@ -178,18 +172,13 @@ def splice_range(source: np.ndarray, decoded: np.ndarray, start: int, stop: int,
     turn_e = turn_s + _wrap(turn_e - turn_s)
     drift = source[e, 0] - source[s, 0] - qrot(_yaw(turn_e), decoded[e, 0] - decoded[s, 0])
     frames = np.arange(start - 1, stop + 1)  # with both anchors, to measure the pose differences there
-    weight = _ease((frames - s) / (e - s)) if e > s else np.zeros(len(frames))
+    weight = ease((frames - s) / (e - s)) if e > s else np.zeros(len(frames))
     turn = turn_s + weight * (turn_e - turn_s)
     placed = (qrot(_yaw(turn)[:, None], decoded[frames.clip(0, length - 1)] - decoded[s, 0])
               + source[s, 0] + weight[:, None, None] * drift)
-    out = placed[1:-1]
-    k = min(blend_frames, math.ceil((stop - start) / 2))
-    inside = np.arange(start, stop)
-    if before is not None:
-        out = out + (1 - _ease((inside - before) / (k + 1)))[:, None, None] * (source[before] - placed[0])
-    if after is not None:
-        out = out + (1 - _ease((after - inside) / (k + 1)))[:, None, None] * (source[after] - placed[-1])
-    return out
+    replaced = source[start:stop]
+    return fade(placed[1:-1], replaced if before is not None else None, replaced if after is not None else None,
+                blend_frames)
 
 
 def seam_velocity_ratio(joints: np.ndarray, seam_frames, percentile: float = 99.0) -> np.ndarray:
@@ -365,15 +354,15 @@ def inbetween(models: MoMaskModels, text_encoder, before, after, gap_frames: int
               **options) -> list[InpaintedMotion]:
     """Fill `gap_frames` frames between the joints `before` (Tb, 22, 3) and `after` (Ta, 22, 3), both in one
     world space, under `prompt` ("" = unconditional) -> per candidate the whole Tb + gap + Ta frames, the
-    gap at [Tb, Tb + gap). The model sees the gap as a linear interpolation of the two poses that meet it;
-    `options` are `inpaint`'s."""
+    gap at [Tb, Tb + gap). The model sees (and the fill fades from and into) the two clips carried into the
+    gap at their velocities, crossfaded (core.blending); `options` are `inpaint`'s."""
     before, after = np.asarray(before, dtype=np.float32), np.asarray(after, dtype=np.float32)
     for name, part in (("before", before), ("after", after)):
         if part.ndim != 3 or part.shape[1:] != (NUM_JOINTS, 3) or len(part) < 1:
             raise ValueError(f"inbetween: `{name}` must be joints (T >= 1, {NUM_JOINTS}, 3), got {part.shape}")
     if not isinstance(gap_frames, (int, np.integer)) or gap_frames < 1:
         raise ValueError(f"inbetween: gap_frames must be a whole number of frames >= 1, got {gap_frames!r}")
-    t = (np.arange(1, gap_frames + 1, dtype=np.float32) / (gap_frames + 1))[:, None, None]
-    gap = (1 - t) * before[-1] + t * after[0]
+    lead_in, lead_out = carried_on(before, after, gap_frames)
+    gap = fade(lead_in, None, lead_out, gap_frames).astype(np.float32)
     source = np.concatenate([before, gap, after])
     return inpaint(models, text_encoder, source, [(len(before), len(before) + gap_frames)], prompt, **options)

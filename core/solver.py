@@ -36,6 +36,7 @@ _TWIST_SINE = (0.05, 0.2)
 # Feet are levelled in full within 30 deg of horizontal (sine to up 0.87) and twist up to 60 deg off the shin's
 # frame (cosine 0.5), not at all beyond 60 deg steep or 90 deg twist.
 _LEVEL_SINE, _LEVEL_COSINE = (0.5, 0.87), (0.0, 0.5)
+_LEVEL_RELEASE = 5  # frames (odd)
 _PELVIS = JOINT_INDEX["pelvis"]
 # Where a torso joint's left-right axis sits between the hips' (0) and the collars' (1), when the joint has one
 # mapped child (a pelvis whose legs hang elsewhere, as Rigify's controls do from spine_fk.001).
@@ -43,6 +44,9 @@ _SPINE_TWIST = {JOINT_INDEX["pelvis"]: 0.0, JOINT_INDEX["spine1"]: 1 / 3, JOINT_
                 JOINT_INDEX["spine3"]: 1.0}
 _LEFT_RIGHT = {name[5:]: (JOINT_INDEX[name], JOINT_INDEX["right_" + name[5:]])
                for name in JOINT_NAMES if name.startswith("left_")}
+# A side pair that starts at one point at rest (a Z-up BVH export's collar bones both at the chest's middle) shows
+# no left and right: the next pair down the limbs stands in for it.
+_NEXT_PAIR = {"hip": "knee", "collar": "shoulder"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,7 +148,8 @@ class RigPose:
 
 
 # ----------------------------------------------------------------------------------------------- rotations
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit(v: np.ndarray) -> np.ndarray:
+    """Vectors along the last axis scaled to length 1 (zero vectors stay zero)."""
     norm = np.linalg.norm(v, axis=-1, keepdims=True)
     return v / np.where(norm > 0, norm, 1.0)
 
@@ -172,28 +177,30 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     opposite = (cosine < 0) & (sine < 1e-9)
     helper = np.eye(3)[np.argmin(np.abs(a), axis=-1)]
     axis = np.where(opposite[..., None], np.cross(a, helper), axis)
-    return _axis_angle(_unit(axis), np.arctan2(sine, cosine))
+    return _axis_angle(unit(axis), np.arctan2(sine, cosine))
 
 
-def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def smoothstep(x: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
+    """0 below lo, 1 above hi, a smooth cubic in between: blends without a kink at either end."""
     t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
 
-def _perpendicular(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
+def perpendicular(v: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """The part of v square to the unit axis."""
     return v - (v * axis).sum(-1, keepdims=True) * axis
 
 
 def _swing(parent: np.ndarray, rest_axis: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """The parent's delta, then the smallest turn carrying the rest axis onto the unit `axis`."""
-    return _rotation_between(_unit(_apply(parent, rest_axis)), axis) @ parent
+    return _rotation_between(unit(_apply(parent, rest_axis)), axis) @ parent
 
 
 def _twist(swing: np.ndarray, axis: np.ndarray, rest_ref: np.ndarray, ref: np.ndarray):
     """(angle about the unit axis that brings the swung rest reference to `ref`, both seen perpendicular to the
     axis; the smaller sine of either reference to the axis, which says how far that angle can be trusted)."""
     carried, ref = _apply(swing, rest_ref), np.broadcast_to(ref, axis.shape)
-    a, b = _perpendicular(carried, axis), _perpendicular(ref, axis)
+    a, b = perpendicular(carried, axis), perpendicular(ref, axis)
     sine = np.minimum(np.linalg.norm(a, axis=-1) / np.linalg.norm(carried, axis=-1),
                       np.linalg.norm(b, axis=-1) / np.maximum(np.linalg.norm(ref, axis=-1), 1e-12))
     return np.arctan2((np.cross(a, b) * axis).sum(-1), (a * b).sum(-1)), sine
@@ -202,23 +209,26 @@ def _twist(swing: np.ndarray, axis: np.ndarray, rest_ref: np.ndarray, ref: np.nd
 def _aim(parent: np.ndarray, rest_axis: np.ndarray, axis: np.ndarray, rest_ref=None, ref=None) -> np.ndarray:
     """Delta rotation (T, 3, 3) of a bone: swung onto `axis`, then twisted so that the rest reference turns to
     `ref`; the twist fades out where either reference nears the axis."""
-    axis = _unit(axis)
+    axis = unit(axis)
     swing = _swing(parent, rest_axis, axis)
     if rest_ref is None:
         return swing
     angle, sine = _twist(swing, axis, rest_ref, ref)
-    return _axis_angle(axis, angle * _ramp(sine, *_TWIST_SINE)) @ swing
+    return _axis_angle(axis, angle * smoothstep(sine, *_TWIST_SINE)) @ swing
 
 
 def _foot(parent: np.ndarray, rest_axis: np.ndarray, axis: np.ndarray, rest_up: np.ndarray, up: np.ndarray):
     """Ankle: pointing at the toes, its sole levelled by a twist from the shin's frame. Levelling stops where it
-    means nothing or would turn the foot over: a foot steeper than _LEVEL_SINE allows, or needing a twist past
-    _LEVEL_COSINE (a kick back shows the sole upwards)."""
-    axis = _unit(axis)
+    means nothing or would turn the foot over: a foot steeper than _LEVEL_SINE allows (let go of over a few
+    frames, not in one), or needing a twist past _LEVEL_COSINE (a kick back shows the sole upwards)."""
+    axis = unit(axis)
     swing = _swing(parent, rest_axis, axis)  # the rest sole up, square to the rest foot (CesiumMan's points down)
-    angle, sine = _twist(swing, axis, _perpendicular(rest_up, _unit(rest_axis)), up)
-    weight = _ramp(sine, *_LEVEL_SINE) * _ramp(np.cos(angle), *_LEVEL_COSINE)
-    return _axis_angle(axis, angle * weight) @ swing
+    angle, sine = _twist(swing, axis, perpendicular(rest_up, unit(rest_axis)), up)
+    level = smoothstep(sine, *_LEVEL_SINE)
+    # a foot kicked up fast leaves the band within a frame: its level fades over _LEVEL_RELEASE frames instead
+    level = np.maximum(level, np.convolve(np.pad(level, _LEVEL_RELEASE // 2, mode="edge"),
+                                          np.full(_LEVEL_RELEASE, 1 / _LEVEL_RELEASE), mode="valid"))
+    return _axis_angle(axis, angle * level * smoothstep(np.cos(angle), *_LEVEL_COSINE)) @ swing
 
 
 # ------------------------------------------------------------------------------------------------- placing
@@ -231,22 +241,23 @@ def _leg_length(joints: np.ndarray) -> float:
     return total / 2
 
 
-def _rest_joints(rig: RigDescription) -> np.ndarray:
+def rest_joints(rig: RigDescription) -> np.ndarray:
     """(22, 3) rest joints in armature space, interpolated ones blended (unmapped rows are zero)."""
     return rig.bone_map.weights @ rig.rest_matrices[:, :3, 3]
 
 
 def _body_frame(joints: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(left, forward) unit vectors, level with `up`, of a (22, 3) standing body, left from hips and shoulders."""
-    left = _perpendicular(sum(_unit(joints[a] - joints[b]) for a, b in (_LEFT_RIGHT["hip"], _LEFT_RIGHT["shoulder"])),
-                          up)
+    left = perpendicular(sum(unit(joints[a] - joints[b]) for a, b in (_LEFT_RIGHT["hip"], _LEFT_RIGHT["shoulder"])),
+                         up)
     if np.linalg.norm(left) < 1e-6:
         raise ValueError("cannot tell which way the rig faces: its hips and shoulders are not side by side at rest")
-    left = _unit(left)
+    left = unit(left)
     return left, np.cross(left, up)
 
 
-def _foot_joints(rig: RigDescription) -> list[int]:
+def foot_joints(rig: RigDescription) -> list[int]:
+    """The ankle and toe joints the rig has bones for: where it stands."""
     return [j for side in ("left", "right") for j in (JOINT_INDEX[f"{side}_ankle"], JOINT_INDEX[f"{side}_foot"])
             if j in rig.bone_of]
 
@@ -255,15 +266,15 @@ def default_placement(rig: RigDescription, joints: np.ndarray) -> np.ndarray:
     """(4, 4) similarity from HumanML3D metres to world: the clip starts where the rig stands (frame 0's pelvis
     over the rest pelvis), facing where the rig faces, its feet on the rig's feet (the clip's lowest foot joint
     at the rig's lowest rest foot joint, over the joints the rig has), scaled by leg length in world units."""
-    joints = _checked_joints(joints)
+    joints = checked_joints(joints)
     world = rig.world_matrix
-    rest = _rest_joints(rig) @ world[:3, :3].T + world[:3, 3]
+    rest = rest_joints(rig) @ world[:3, :3].T + world[:3, 3]
     scale = _leg_length(rest) / _leg_length(joints)
     up = np.array([0.0, 0.0, 1.0])
     _, forward = _body_frame(rest, up)
     yaw = np.arctan2(forward[0], -forward[1])  # the turn about world z taking -y (HumanML3D's facing) to forward
     linear = scale * _axis_angle(up, np.array(yaw)) @ HUMANML3D_TO_BLENDER
-    feet = _foot_joints(rig)
+    feet = foot_joints(rig)
     start = joints[0, _PELVIS].copy()
     start[1] = joints[:, feet, 1].min()
     anchor = np.array([rest[_PELVIS, 0], rest[_PELVIS, 1], rest[feet, 2].min()])
@@ -272,7 +283,8 @@ def default_placement(rig: RigDescription, joints: np.ndarray) -> np.ndarray:
     return placement
 
 
-def _checked_joints(joints) -> np.ndarray:
+def checked_joints(joints) -> np.ndarray:
+    """(T, 22, 3) float64 joints, or a ValueError saying what is wrong with them."""
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
         raise ValueError(f"joints must be (T, {NUM_JOINTS}, 3) with T >= 1, got {joints.shape}")
@@ -329,11 +341,11 @@ def _plan(rig: RigDescription) -> _Plan:
 def _deltas(rig: RigDescription, plan: _Plan, targets: np.ndarray, up: np.ndarray):
     """Delta rotations G (rest -> posed, armature space) and head positions of the mapped joints, parents first.
     targets: (T, 22, 3) in armature space; up: the motion's up in armature space."""
-    rest = _rest_joints(rig)
-    rest_up = _unit(np.linalg.solve(rig.world_matrix[:3, :3], (0.0, 0.0, 1.0)))  # world up, armature space
+    rest = rest_joints(rig)
+    rest_up = unit(np.linalg.solve(rig.world_matrix[:3, :3], (0.0, 0.0, 1.0)))  # world up, armature space
     left, forward = _body_frame(rest, rest_up)
-    lateral = {name: (_unit(rest[a] - rest[b]), _unit(targets[:, a] - targets[:, b]))
-               for name, (a, b) in _LEFT_RIGHT.items() if name in ("hip", "collar")}
+    lateral = {name: (unit(rest[a] - rest[b]), unit(targets[:, a] - targets[:, b]))
+               for name in ("hip", "collar") for a, b in [_side_pair(rest, name)]}
     frames = len(targets)
     deltas, heads = {}, {}
     for j in plan.order:
@@ -369,21 +381,28 @@ def _deltas(rig: RigDescription, plan: _Plan, targets: np.ndarray, up: np.ndarra
     return deltas, heads
 
 
+def _side_pair(rest: np.ndarray, name: str) -> tuple[int, int]:
+    """The left and right joints whose difference is the left-right axis of the `name` pair (hip, collar)."""
+    a, b = _LEFT_RIGHT[name]
+    if name in _NEXT_PAIR and np.linalg.norm(rest[a] - rest[b]) < 1e-3 * np.ptp(rest, axis=0).max():
+        return _LEFT_RIGHT[_NEXT_PAIR[name]]
+    return a, b
+
+
 def _hub(parent, j, kids, rest, targets) -> np.ndarray:
     """A bone with several children (pelvis, chest): aimed from its side pair's middle to its torso child(ren),
     twisted by the pair's left-right vector. Congruent rest and target shapes come out exact."""
     names = {JOINT_NAMES[k]: k for k in kids}
-    pair = next(((names["left_" + n], names["right_" + n]) for n in _LEFT_RIGHT
-                 if "left_" + n in names and "right_" + n in names), None)
+    side = next((n for n in _LEFT_RIGHT if "left_" + n in names and "right_" + n in names), None)
     torso = [k for k in kids if not JOINT_NAMES[k].startswith(("left_", "right_"))]
-    if pair is None or not torso:
+    if side is None or not torso:
         raise ValueError(f"cannot orient {JOINT_NAMES[j]}: its mapped children ({', '.join(names)}) have no "
                          "left-right pair and torso child")
-    pair = list(pair)
+    pair, (left, right) = list(_LEFT_RIGHT[side]), _side_pair(rest, side)
 
     def frame(points):
         return (points[..., torso, :].mean(-2) - points[..., pair, :].mean(-2),
-                points[..., pair[0], :] - points[..., pair[1], :])
+                points[..., left, :] - points[..., right, :])
 
     (rest_axis, rest_ref), (axis, ref) = frame(rest), frame(targets)
     return _aim(parent, rest_axis, axis, rest_ref, ref)
@@ -394,23 +413,23 @@ def _hinge(parent, j, k, plan, rest, targets, forward) -> np.ndarray:
     shows). A near-straight leg turns the knee towards the toes; a near-straight arm carries its bend direction
     (seen from its parent) over in time from the frames where the elbow bends."""
     leg = JOINT_NAMES[j].endswith("_hip")
-    rest_axis, axis = _unit(rest[k] - rest[j]), _unit(targets[:, k] - targets[:, j])
+    rest_axis, axis = unit(rest[k] - rest[j]), unit(targets[:, k] - targets[:, j])
     lower = plan.children[k]
     if not lower:
         return _aim(parent, rest_axis, axis)
     lower = lower[0]
-    bend_side = _unit(_perpendicular(-forward if leg else forward, rest_axis))  # knees fold back, elbows forward
-    rest_lower = _unit(rest[lower] - rest[k])
-    rest_bend = _unit(_perpendicular(rest_lower, rest_axis))
+    bend_side = unit(perpendicular(-forward if leg else forward, rest_axis))  # knees fold back, elbows forward
+    rest_lower = unit(rest[lower] - rest[k])
+    rest_bend = unit(perpendicular(rest_lower, rest_axis))
     if rest_lower @ rest_axis < np.cos(_REST_BEND) and rest_bend @ bend_side > np.cos(np.pi / 4):
         bend_side = rest_bend  # clearly bent at rest, roughly the anatomical way: its own plane
-    target_lower = _unit(targets[:, lower] - targets[:, k])
-    bend = _ramp(np.arccos(np.clip((target_lower * axis).sum(-1), -1, 1)), *_HINGE_BEND)
-    target_bend = _unit(_perpendicular(target_lower, axis))
+    target_lower = unit(targets[:, lower] - targets[:, k])
+    bend = smoothstep(np.arccos(np.clip((target_lower * axis).sum(-1), -1, 1)), *_HINGE_BEND)
+    target_bend = unit(perpendicular(target_lower, axis))
     if not leg:  # the bend direction seen from the parent, carried over the straight frames
         seen = _apply(np.swapaxes(parent, -1, -2), target_bend)
         return _aim(parent, rest_axis, axis, bend_side, _apply(parent, _carried_over(seen, bend)))
-    toes = _unit(_perpendicular(targets[:, lower + 3] - targets[:, lower], axis))  # ankle -> toe
+    toes = unit(perpendicular(targets[:, lower + 3] - targets[:, lower], axis))  # ankle -> toe
     return _aim(parent, rest_axis, axis, bend_side, bend[:, None] * target_bend - (1 - bend[:, None]) * toes)
 
 
@@ -430,8 +449,8 @@ def _carried_over(vectors: np.ndarray, confidence: np.ndarray) -> np.ndarray:
 def _root_bone(rig: RigDescription) -> int:
     pelvis = rig.bone_of[_PELVIS]
     if not rig.ancestors[pelvis]:
-        raise ValueError(f"horizontal_on='root': the pelvis bone '{rig.names[pelvis]}' has no bone above it to "
-                         "carry the horizontal motion; use horizontal_on='pelvis'")
+        raise ValueError(f"travel on the root bone: the pelvis bone '{rig.names[pelvis]}' has no bone above it to "
+                         "carry the horizontal motion; put the travel on the pelvis (horizontal_on='pelvis')")
     return rig.ancestors[pelvis][-1]
 
 
@@ -450,7 +469,7 @@ def solve(rig: RigDescription, joints: np.ndarray, options: SolveOptions | None 
     parents); the pelvis, and bones not hanging from their SMPL parent's bone, get locations."""
     options = options or SolveOptions()
     _checked_options(options)
-    joints = _checked_joints(joints)
+    joints = checked_joints(joints)
     if options.motion == "in place":
         joints = joints.copy()
         joints[:, :, [0, 2]] -= (joints[:, _PELVIS, [0, 2]] - joints[0, _PELVIS, [0, 2]])[:, None]
@@ -458,13 +477,13 @@ def solve(rig: RigDescription, joints: np.ndarray, options: SolveOptions | None 
                  else np.asarray(options.placement, dtype=np.float64))
     to_armature = np.linalg.inv(rig.world_matrix) @ placement
     targets = joints @ to_armature[:3, :3].T + to_armature[:3, 3]
-    up = _unit(to_armature[:3, 1])
+    up = unit(to_armature[:3, 1])
     plan = _plan(rig)
     deltas, heads = _deltas(rig, plan, targets, up)
     joint_of = {b: j for j, b in rig.bone_of.items()}
     root = _root_bone(rig) if options.horizontal_on == "root" else None
     if root is not None:  # the pelvis' travel off the rest pelvis, along the ground
-        travel = _perpendicular(targets[:, _PELVIS] - _rest_joints(rig)[_PELVIS], up)
+        travel = perpendicular(targets[:, _PELVIS] - rest_joints(rig)[_PELVIS], up)
 
     frames, count = len(targets), len(rig.names)
     rotations = np.broadcast_to(np.eye(3), (frames, count, 3, 3)).copy()
@@ -501,16 +520,32 @@ def _carry(rig: RigDescription, posed: dict, bone: int):
 
 
 # --------------------------------------------------------------------------------------------- checking
-def forward(rig: RigDescription, pose: RigPose) -> np.ndarray:
-    """(T, B, 3) world-space bone heads of the posed rig (Blender's pose evaluation, in numpy)."""
+def _posed(rig: RigDescription, pose: RigPose) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Bone -> (posed rotation (T, 3, 3), posed head (T, 3)) in armature space, as Blender evaluates the pose."""
     bases = quat_to_matrix(pose.rotations)
     posed = {}
     for bone in rig.order:
         carried_rotation, carried_head = _carry(rig, posed, bone)
         posed[bone] = (carried_rotation @ bases[:, bone],
                        carried_head + _apply(carried_rotation, pose.locations[:, bone]))
+    return posed
+
+
+def forward(rig: RigDescription, pose: RigPose) -> np.ndarray:
+    """(T, B, 3) world-space bone heads of the posed rig (Blender's pose evaluation, in numpy)."""
+    posed = _posed(rig, pose)
     heads = np.stack([posed[b][1] for b in range(len(rig.names))], axis=1)
     return heads @ rig.world_matrix[:3, :3].T + rig.world_matrix[:3, 3]
+
+
+def world_turns(rig: RigDescription, pose: RigPose) -> np.ndarray:
+    """(T, B, 3, 3) each bone's turn from its rest orientation, in world axes: how far a bone really turns from
+    frame to frame (a flip shows here, whatever its parents do)."""
+    posed = _posed(rig, pose)
+    turns = np.stack([posed[b][0] @ rig.rest_matrices[b, :3, :3].T for b in range(len(rig.names))], axis=1)
+    linear = rig.world_matrix[:3, :3]
+    rotation = linear / np.cbrt(np.linalg.det(linear))
+    return rotation @ turns @ rotation.T
 
 
 def mapped_joint_positions(rig: RigDescription, pose: RigPose) -> np.ndarray:

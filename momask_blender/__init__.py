@@ -1,23 +1,27 @@
 """The Blender side of MoMask (never imports torch): panel, operators, preferences, worker client, keying.
 
 register() adds the classes and the properties they keep: Scene.momask (the panel's request),
+Scene.momask_timeline (the timeline section's request and prompt timeline),
 Object.momask_candidates and momask_candidate_index (an armature's generated actions, the index switching
-between them), WindowManager.momask_progress and momask_status (a running generation)."""
+between them), Armature.momask_mapping (the stored bone mapping table), WindowManager.momask_progress and
+momask_status (a running generation)."""
 import bpy
 
-from . import jobs, operators, panel, preferences
+from . import jobs, mapping, operators, panel, preferences, timeline
 
-_CLASSES = preferences.CLASSES + operators.CLASSES + panel.CLASSES
+_CLASSES = preferences.CLASSES + operators.CLASSES + panel.CLASSES + mapping.CLASSES + timeline.CLASSES
 
 
 def _properties():
     return {
-        bpy.types.Scene: {"momask": bpy.props.PointerProperty(type=panel.MOMASK_PG_settings)},
+        bpy.types.Scene: {"momask": bpy.props.PointerProperty(type=panel.MOMASK_PG_settings),
+                          "momask_timeline": bpy.props.PointerProperty(type=timeline.MOMASK_PG_timeline)},
         bpy.types.Object: {
             "momask_candidates": bpy.props.CollectionProperty(type=panel.MOMASK_PG_candidate),
             "momask_candidate_index": bpy.props.IntProperty(name="Candidate", update=jobs.switch_candidate,
                                                             description="The candidate animating the armature"),
         },
+        bpy.types.Armature: {"momask_mapping": bpy.props.PointerProperty(type=mapping.MOMASK_PG_mapping)},
         bpy.types.WindowManager: {
             "momask_progress": bpy.props.FloatProperty(subtype="FACTOR", min=0.0, max=1.0),
             "momask_status": bpy.props.StringProperty(),

@@ -1,5 +1,6 @@
-"""One generation from request to keys, in steps the operator drives: checked input first (nothing changes
-when it is wrong), then a worker job polled without blocking, then the candidates keyed in one go.
+"""Worker jobs from request to keys, in steps the operator drives: checked input first (nothing changes when it
+is wrong), then a worker job polled without blocking, then the result keyed in one go. WorkerJob holds the
+worker path every request shares; Generation is prompt -> candidates (timeline_jobs.py has the edits).
 
 The worker client is kept for the session (warm model, one process) and replaced when the preferences name
 another command; a worker that died is restarted by the client on the next request."""
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 import bpy
 
-from . import keying, preferences
+from . import keying, preferences, rigify
 from ._core import bonemap, solver
 from .armature_reading import read_rig
 from .worker_client import EXTENSION_ROOT, WorkerClient, WorkerError
@@ -52,6 +53,8 @@ class Settings:
     steps: int
     start_frame: int
     in_place: bool
+    foot_lock: bool = True
+    travel_on: str = "PELVIS"  # the bone carrying the horizontal motion: PELVIS or ROOT (the bone above it)
 
 
 def target_armature(context):
@@ -90,17 +93,15 @@ def _worker_message(err) -> str:
     return f"MoMask worker: {message}"
 
 
-class Generation:
-    """Check the input, start the worker job, poll it, key the result. Raises GenerationError on bad input."""
+class WorkerJob:
+    """One worker request for the active armature, in the steps an operator drives: made (the armature and the
+    worker checked: GenerationError before anything changed), started, polled without blocking or waited on,
+    then finished (the result put on the armature). Subclasses name the job `kind` and give request(),
+    finish() and summary()."""
+    kind = ""
 
-    def __init__(self, context, settings: Settings):
-        if not settings.prompt.strip():
-            raise GenerationError("Type a prompt that describes the motion")
-        self.frames = _frames(settings.seconds)
-        if settings.candidates < 1 or settings.steps < 1:
-            raise GenerationError(f"Candidates and steps must be at least 1 (got {settings.candidates} and "
-                                  f"{settings.steps})")
-        self.object_name, self.settings = target_armature(context).name, settings
+    def __init__(self, context):
+        self.object_name = target_armature(context).name
         prefs = preferences.get(context)
         try:
             self.command = preferences.worker_command(prefs)
@@ -114,13 +115,14 @@ class Generation:
                 raise GenerationError(str(err)) from None
         self.job = None
 
+    def request(self) -> dict:
+        """The job's parameters besides the model."""
+        raise NotImplementedError
+
     def start(self):
         """Send the job to the (warm or starting) worker; raises GenerationError if the worker cannot take it."""
-        s = self.settings
         try:
-            self.job = client(self.command).request(
-                "generate", model=str(self.model), prompts=[s.prompt.strip()], lengths=None if self.frames is None
-                else [self.frames], candidates=s.candidates, seed=s.seed, steps=s.steps, cond_scale=s.guidance)
+            self.job = client(self.command).request(self.kind, model=str(self.model), **self.request())
         except WorkerError as err:
             raise GenerationError(_worker_message(err)) from None
         return self
@@ -140,9 +142,9 @@ class Generation:
         except WorkerError:
             pass  # finish() reports it
 
-    def finish(self, context) -> list[bpy.types.Action]:
-        """Key every candidate as its own action on the armature and switch it to the first one. Raises
-        GenerationError for a failed or cancelled job, or an armature gone meanwhile (then nothing changed)."""
+    def result(self, context):
+        """(armature, its rig re-read, the job's payload) once the job ended. Raises GenerationError for a failed
+        or cancelled job, or an armature gone or changed meanwhile (then nothing changed)."""
         job = self.job
         if job.cancelled:
             raise GenerationError("Generation cancelled; nothing was changed")
@@ -155,20 +157,61 @@ class Generation:
             rig = read_rig(ob)
         except ValueError as err:
             raise GenerationError(f"'{ob.name}' changed while generating: {err}") from None
-        s, seed = self.settings, job.result["params"]["seed"]
-        options = solver.SolveOptions(motion="in place" if s.in_place else "root motion")
+        return ob, rig, job.result
+
+    def finish(self, context) -> list[bpy.types.Action]:
+        """Put the result on the armature -> the actions made or changed (raises GenerationError as result())."""
+        raise NotImplementedError
+
+    def summary(self, actions) -> str:
+        """The report of a finished job."""
+        raise NotImplementedError
+
+
+class Generation(WorkerJob):
+    """Prompt -> candidates, each keyed as its own action."""
+    kind = "generate"
+
+    def __init__(self, context, settings: Settings):
+        if not settings.prompt.strip():
+            raise GenerationError("Type a prompt that describes the motion")
+        self.frames = _frames(settings.seconds)
+        if settings.candidates < 1 or settings.steps < 1:
+            raise GenerationError(f"Candidates and steps must be at least 1 (got {settings.candidates} and "
+                                  f"{settings.steps})")
+        self.settings = settings
+        super().__init__(context)
+
+    def request(self) -> dict:
+        s = self.settings
+        return dict(prompts=[s.prompt.strip()], lengths=None if self.frames is None else [self.frames],
+                    candidates=s.candidates, seed=s.seed, steps=s.steps, cond_scale=s.guidance)
+
+    def finish(self, context) -> list[bpy.types.Action]:
+        """Key every candidate as its own action on the armature and switch it to the first one."""
+        ob, rig, result = self.result(context)
+        s, seed = self.settings, result["params"]["seed"]
+        options = solver.SolveOptions(motion="in place" if s.in_place else "root motion",
+                                      horizontal_on=s.travel_on.lower())
+        control = rigify.control_rig(ob, rig)  # a generated Rigify rig: solved on a proxy, baked onto its controls
+        solved = control.proxy if control is not None else rig
         try:  # every candidate solved before the first key is written
-            poses = [keying.solve_at_fps(rig, motion["joints"], keying.scene_fps(context.scene), options)
-                     for motion in job.result["motions"][0]]
+            poses = [keying.solve_at_fps(solved, motion["joints"], keying.scene_fps(context.scene), options,
+                                         foot_lock=s.foot_lock, contacts=motion.get("contacts"))
+                     for motion in result["motions"][0]]
         except ValueError as err:
             raise GenerationError(f"The generated motion cannot be put on '{ob.name}': {err}") from None
-        actions = []
-        for k, pose in enumerate(poses):
-            name = f"{s.prompt.strip()[:PROMPT_IN_NAME]} (seed {seed}" + (
-                f", {k + 1} of {len(poses)})" if len(poses) > 1 else ")")
-            actions.append(keying.write_pose(ob, rig, pose, name, s.start_frame))
+        names = [f"{s.prompt.strip()[:PROMPT_IN_NAME]} (seed {seed}" + (
+            f", {k + 1} of {len(poses)})" if len(poses) > 1 else ")") for k in range(len(poses))]
+        if control is not None:
+            actions = control.bake(context, ob, poses, names, s.start_frame)
+        else:
+            actions = [keying.write_pose(ob, rig, pose, name, s.start_frame) for pose, name in zip(poses, names)]
         add_candidates(ob, actions)
         return actions
+
+    def summary(self, actions) -> str:
+        return f"MoMask: keyed {len(actions)} candidate(s): {', '.join(a.name for a in actions)}"
 
 
 def add_candidates(ob, actions) -> None:

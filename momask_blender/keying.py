@@ -1,5 +1,6 @@
-"""Generated joints -> keys on an armature: resampled to the scene's frame rate, solved into bone rotations,
-written as a new action in its own slot with `foreach_set` (every frame keyed, linear between frames).
+"""Generated joints -> keys on an armature: resampled to the scene's frame rate, solved into bone rotations (feet
+planted if asked), written as a new action in its own slot with `foreach_set` (every frame keyed, linear between
+frames).
 
 Keys go into the channel each bone animates in its rotation mode, so rigs posed in Euler or axis-angle keep
 working (the conversion runs through mathutils per frame; quaternion rigs such as the built-in one skip it)."""
@@ -10,7 +11,7 @@ import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Quaternion
 
-from ._core import solver
+from ._core import footlock, skeleton, solver
 
 MOTION_FPS = 20  # HumanML3D's frame rate, what every model generates at
 _LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
@@ -20,15 +21,15 @@ def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
-def resample(joints: np.ndarray, fps: float, source_fps: float = MOTION_FPS) -> np.ndarray:
-    """(T, 22, 3) joints at source_fps -> (N, 22, 3) at fps by linear interpolation, N frames covering the same
-    duration (the last frame at or before the last source frame)."""
-    count = int(np.floor((len(joints) - 1) * fps / source_fps + 1e-6)) + 1
+def resample(values: np.ndarray, fps: float, source_fps: float = MOTION_FPS) -> np.ndarray:
+    """(T, ...) values at source_fps (joints, contact weights) -> (N, ...) at fps by linear interpolation, N
+    frames covering the same duration (the last frame at or before the last source frame)."""
+    count = int(np.floor((len(values) - 1) * fps / source_fps + 1e-6)) + 1
     position = np.arange(count) * (source_fps / fps)
-    below = np.minimum(np.floor(position).astype(int), len(joints) - 1)
-    above = np.minimum(below + 1, len(joints) - 1)
-    weight = (position - below)[:, None, None]
-    return (1 - weight) * joints[below] + weight * joints[above]
+    below = np.minimum(np.floor(position).astype(int), len(values) - 1)
+    above = np.minimum(below + 1, len(values) - 1)
+    weight = (position - below).reshape((-1,) + (1,) * (np.ndim(values) - 1))
+    return (1 - weight) * values[below] + weight * values[above]
 
 
 def _keyed_bones(rig: solver.RigDescription) -> list[int]:
@@ -64,14 +65,24 @@ def _key(channelbag, data_path: str, group: str, co: np.ndarray, interpolation: 
         curve.update()
 
 
-def solve_at_fps(rig: solver.RigDescription, joints: np.ndarray, fps: float,
-                 options: solver.SolveOptions) -> solver.RigPose:
+def solve_at_fps(rig: solver.RigDescription, joints: np.ndarray, fps: float, options: solver.SolveOptions,
+                 foot_lock: bool = False, contacts: np.ndarray | None = None) -> solver.RigPose:
     """The rig's pose for every frame at fps of (T, 22, 3) HumanML3D joints at MOTION_FPS. The motion is placed
-    by its own frames (interpolated ones are a little shorter in the limbs and would shrink the scale)."""
+    by its own frames (interpolated ones are a little shorter in the limbs and would shrink the scale).
+    foot_lock plants the feet (core.footlock.solve_locked) during the (T, 4) contacts the model gave, re-checked
+    on the rig (None: detected there)."""
     joints = np.asarray(joints, dtype=np.float64)
     if options.placement is None:
         options = dataclasses.replace(options, placement=solver.default_placement(rig, joints))
-    return solver.solve(rig, resample(joints, fps), options)
+    if not foot_lock:
+        return solver.solve(rig, resample(joints, fps), options)
+    if contacts is not None:
+        contacts = np.asarray(contacts, dtype=np.float64)
+        if contacts.shape != (len(joints), len(skeleton.FOOT_CONTACT_JOINTS)):
+            raise ValueError(f"foot contacts must be ({len(joints)}, {len(skeleton.FOOT_CONTACT_JOINTS)}) for "
+                             f"{len(joints)} frames, got {contacts.shape}")
+        contacts = resample(contacts, fps) > 0.5
+    return footlock.solve_locked(rig, resample(joints, fps), contacts, fps, options)[0]
 
 
 def write_pose(ob, rig: solver.RigDescription, pose: solver.RigPose, name: str,

@@ -1,10 +1,12 @@
 """The operators, which are also the Python API:
 `bpy.ops.momask.add_rig()` and `bpy.ops.momask.generate(prompt=..., seconds=4.0, seed=0, candidates=1,
-guidance=4.0, steps=10, start_frame=..., in_place=False)` on the active armature.
+guidance=4.0, steps=10, start_frame=..., in_place=False, foot_lock=True, travel_on='PELVIS')` on the active
+armature.
 
-generate runs modally under INVOKE (the panel's button: progress in the panel and the status bar, Esc
-cancels, the UI keeps running) and blocks under EXEC (scripts, background Blender). Numbers are checked with
-a message rather than clamped, so a script asking for 20 s hears why it cannot have them."""
+generate (and the timeline operators of timeline.py: WorkerJobOperator) runs modally under INVOKE (the panel's
+button: progress in the panel and the status bar, Esc cancels, the UI keeps running) and blocks under EXEC
+(scripts, background Blender). Numbers are checked with a message rather than clamped, so a script asking for
+20 s hears why it cannot have them."""
 import dataclasses
 import random
 
@@ -34,6 +36,14 @@ class GenerateProperties:
                                        description="First keyed frame (scripts: the current frame when not given)")
     in_place: bpy.props.BoolProperty(name="In Place", default=False,
                                      description="Remove the horizontal travel (turns are kept); off: root motion")
+    foot_lock: bpy.props.BoolProperty(name="Lock Feet", default=True,
+                                      description="Keep feet planted while they stand (the model's contacts, "
+                                                  "re-checked on the rig) and above the floor; off: feet as generated")
+    travel_on: bpy.props.EnumProperty(
+        name="Travel On", default="PELVIS", description="The bone that carries the horizontal motion",
+        items=(("PELVIS", "Pelvis", "The pelvis moves over the ground"),
+               ("ROOT", "Root Bone", "The bone above the pelvis (a game rig's root) moves over the ground; the "
+                                     "pelvis keeps the height and sway")))
 
 
 class MOMASK_OT_add_rig(bpy.types.Operator):
@@ -68,10 +78,6 @@ def _settings(op, context) -> jobs.Settings:
     return jobs.Settings(**values)
 
 
-def _report_keys(op, actions):
-    op.report({"INFO"}, f"MoMask: keyed {len(actions)} candidate(s): {', '.join(a.name for a in actions)}")
-
-
 def show_progress(context, progress: float, status: str) -> None:
     """Progress for the panel's bar and the status bar; an empty status ends the display."""
     wm = context.window_manager
@@ -84,7 +90,7 @@ def show_progress(context, progress: float, status: str) -> None:
 
 
 def modal_step(op, context) -> set[str]:
-    """One timer tick of a modal generation: show progress; key the result once the job ended."""
+    """One timer tick of a modal worker job: show progress; key the result once the job ended."""
     generation = op._generation
     ended = generation.poll()
     job = generation.job
@@ -100,30 +106,31 @@ def modal_step(op, context) -> set[str]:
     except jobs.GenerationError as err:
         op.report({"WARNING"} if job.cancelled else {"ERROR"}, str(err))
         return {"CANCELLED"}
-    _report_keys(op, actions)
+    op.report({"INFO"}, generation.summary(actions))
     return {"FINISHED"}
 
 
-class MOMASK_OT_generate(GenerateProperties, bpy.types.Operator):
-    """Generate motion from the prompt onto the active armature, each candidate as its own action (Esc cancels)"""
-    bl_idname = "momask.generate"
-    bl_label = "Generate Motion"
-    bl_options = {"REGISTER", "UNDO"}
+class WorkerJobOperator:
+    """An operator around the jobs.WorkerJob that make_job(context) returns: it blocks under EXEC and runs
+    modally under INVOKE (progress, Esc cancels); bad input is reported before anything changed."""
+
+    def make_job(self, context) -> jobs.WorkerJob:
+        raise NotImplementedError
 
     def execute(self, context):
         try:
-            generation = jobs.Generation(context, _settings(self, context)).start()
+            generation = self.make_job(context).start()
             generation.wait()
             actions = generation.finish(context)
         except jobs.GenerationError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        _report_keys(self, actions)
+        self.report({"INFO"}, generation.summary(actions))
         return {"FINISHED"}
 
     def invoke(self, context, event):
         try:
-            self._generation = jobs.Generation(context, _settings(self, context)).start()
+            self._generation = self.make_job(context).start()
         except jobs.GenerationError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
@@ -141,6 +148,16 @@ class MOMASK_OT_generate(GenerateProperties, bpy.types.Operator):
         if event.type == "TIMER":
             return modal_step(self, context)
         return {"PASS_THROUGH"}
+
+
+class MOMASK_OT_generate(GenerateProperties, WorkerJobOperator, bpy.types.Operator):
+    """Generate motion from the prompt onto the active armature, each candidate as its own action (Esc cancels)"""
+    bl_idname = "momask.generate"
+    bl_label = "Generate Motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def make_job(self, context):
+        return jobs.Generation(context, _settings(self, context))
 
 
 CLASSES = (MOMASK_OT_add_rig, MOMASK_OT_new_seed, MOMASK_OT_generate)

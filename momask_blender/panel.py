@@ -64,6 +64,8 @@ class MOMASK_PT_main(bpy.types.Panel):
         column.prop(settings, "steps")
         column.prop(settings, "start_frame")
         column.prop(settings, "in_place")
+        column.prop(settings, "foot_lock")
+        column.prop(settings, "travel_on")
 
         wm = context.window_manager
         if wm.momask_status:

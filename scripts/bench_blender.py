@@ -1,12 +1,14 @@
 """Speed of the extension in bpy 5.0.1 (issue 5, section 6): prompt -> keys on the built-in rig for 196 frames
 (9.8 s at 20 fps) with the worker warm; the worker's cold start (process start, torch, model and text encoder
-load); and keying alone (the new action's curves written with foreach_set).
+load); keying alone (the new action's curves written with foreach_set); and (issue 7) regenerating a 60-frame
+range of a 200-frame animation, split into sampling, the worker's inpainting and solving + splicing.
 
 The extension is loaded from the source tree as Blender loads a development repository; the worker is the
 real `python -m core.worker` of the set-up's .venv. Until the default model is trained, --released-size
 measures a model of MoMask's released sizes with random weights (same network cost) and the MiniLM encoder.
 
     .venv/bin/python scripts/bench_blender.py [--model DIR | --released-size] [--runs 5] [--cold-runs 3] [--fps 24]
+                                              [--edit-runs 5]
 """
 import argparse
 import os
@@ -63,6 +65,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="warm generations (default 5)")
     parser.add_argument("--cold-runs", type=int, default=3, help="worker cold starts (default 3)")
     parser.add_argument("--fps", type=int, default=24, help="scene frame rate (default 24)")
+    parser.add_argument("--edit-runs", type=int, default=5, help="range regenerations (default 5)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_blender_") as tmp:
         return bench(args, Path(tmp))
@@ -126,8 +129,40 @@ def bench(args, tmp: Path) -> int:
     print(f"resample + solve: median {median_ms(solving)}; keying ({len(pose.rotations)} frames, "
           f"{sum(len(b.fcurves) for b in bpy.data.actions['bench'].layers[0].strips[0].channelbags)} curves): "
           f"median {median_ms(keys)}")
+    bench_regenerate(bpy, module, args.edit_runs)
     jobs.shutdown()
     return 0
+
+
+def bench_regenerate(bpy, module, runs: int, first: int = 71, last: int = 130):
+    """Frames first..last of a 200-frame generated animation regenerated, warm worker: the operator end to end
+    (a new action each time), then its parts."""
+    scene = bpy.context.scene
+    bpy.ops.momask.generate(prompt=PROMPT, seconds=200 / scene.render.fps + 0.05, seed=0, start_frame=1)
+    ob = bpy.context.active_object
+    curve = ob.animation_data.action.layers[0].strips[0].channelbags[0].fcurves[0]
+    keyed = (curve.keyframe_points[0].co[0], curve.keyframe_points[-1].co[0])
+    total = []
+    for seed in range(runs):
+        started = time.perf_counter()
+        assert bpy.ops.momask.regenerate_range(prompt="a person jumps", frame_start=first, frame_end=last,
+                                               seed=seed, in_place=True) == {"FINISHED"}
+        total.append(time.perf_counter() - started)
+    timeline_jobs = module("timeline_jobs")
+    sampling, worker, finishing = [], [], []
+    for seed in range(runs):
+        started = time.perf_counter()
+        edit = timeline_jobs.RangeRegeneration(bpy.context, timeline_jobs.EditSettings(
+            "a person jumps", [(first, last)], True, seed, 4.0, 10))
+        sampling.append(time.perf_counter() - started)
+        edit.start().wait()
+        worker.append(edit.job.result["seconds"])
+        started = time.perf_counter()
+        edit.finish(bpy.context)
+        finishing.append(time.perf_counter() - started)
+    print(f"regenerate frames {first}-{last} of an animation keyed {keyed[0]:g}-{keyed[1]:g} at {scene.render.fps} "
+          f"fps, warm worker: median {median_ms(total)}; checks + sampling {median_ms(sampling)}, the worker's "
+          f"inpainting {median_ms(worker)}, solve + splice {median_ms(finishing)}")
 
 
 if __name__ == "__main__":

@@ -315,10 +315,11 @@ def test_no_armature(scene):
     assert snapshot() == before
 
 
-def test_armature_with_unmapped_joints_lists_them(scene):
+def stub_armature():
+    """An armature 'Stub' without legs or arms (Hips, Spine, Head), active in the current scene."""
     armature = bpy.data.armatures.new("Stub")
     ob = bpy.data.objects.new("Stub", armature)
-    scene.collection.objects.link(ob)
+    bpy.context.scene.collection.objects.link(ob)
     bpy.context.view_layer.objects.active = ob
     bpy.ops.object.mode_set(mode="EDIT")
     parent = None
@@ -327,6 +328,11 @@ def test_armature_with_unmapped_joints_lists_them(scene):
         bone.head, bone.tail, bone.parent = (0, 0, z), (0, 0, z + 0.1), parent
         parent = bone
     bpy.ops.object.mode_set(mode="OBJECT")
+    return ob
+
+
+def test_armature_with_unmapped_joints_lists_them(scene):
+    stub_armature()
     before = snapshot()
     with pytest.raises(RuntimeError, match="'Stub' cannot be animated: no left leg: left_hip, left_knee, "
                                            "left_ankle not found.*no right arm"):

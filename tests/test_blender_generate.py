@@ -103,7 +103,8 @@ def evaluated_joints(ob, frames, rig=None) -> np.ndarray:
 def test_generated_motion_lands_on_the_rig_within_a_millimetre(scene, model_prefs, rigid_model, fps):
     scene.render.fps = fps
     ob = add_rig((0.5, -1.0, 0.0))
-    result = generate(prompt="a person walks in a circle", seconds=3.0, seed=11, start_frame=5)
+    # foot locking (on by default) re-bends legs to planted feet: off, the solve alone lands on the joints
+    result = generate(prompt="a person walks in a circle", seconds=3.0, seed=11, start_frame=5, foot_lock=False)
     assert result == {"FINISHED"}
     action = ob.animation_data.action
     assert action.name == "a person walks in a circle (seed 11)" and len(action.slots) == 1
@@ -129,7 +130,7 @@ def test_any_rig_with_a_complete_mapping_in_any_rotation_mode(scene, model_prefs
              zip(ob.pose.bones, ["YXZ", "QUATERNION", "AXIS_ANGLE", "QUATERNION"] * 6)}
     for bone in ob.pose.bones:
         bone.rotation_mode = modes[bone.name]
-    assert generate(prompt="a person turns around", seconds=2.0, seed=4) == {"FINISHED"}
+    assert generate(prompt="a person turns around", seconds=2.0, seed=4, foot_lock=False) == {"FINISHED"}
     channels = {c.data_path.split('"')[1]: c.data_path.rsplit(".", 1)[1]
                 for c in ob.animation_data.action.layers[0].strips[0].channelbags[0].fcurves
                 if not c.data_path.endswith("location")}

@@ -1,5 +1,7 @@
 """Bone maps: every preset, generic rigs (Quaternius, CesiumMan, 3ds Max Biped, VRM), real BVH files,
 left/right from rest positions, interpolated joints, overrides and the skeletons that cannot be mapped."""
+import json
+import struct
 import tarfile
 
 import numpy as np
@@ -511,3 +513,114 @@ def test_real_bandai_clip_on_its_zero_pose_and_first_frame(tmp_path):
     spine, chest = bvh.names.index("Spine"), bvh.names.index("Chest")
     np.testing.assert_allclose(joints[:, JOINT_INDEX["spine2"]], (frames[:, spine] + frames[:, chest]) / 2)
     np.testing.assert_allclose(joints[:, JOINT_INDEX["left_hip"]], frames[:, bvh.names.index("UpperLeg_L")])
+
+
+# ------------------------------------------------------------------------------------------ complete tables
+def test_a_table_is_taken_as_it_is():
+    """preset=TABLE: no detection. Rows left out are interpolated (torso, collars) even where the rig has a bone
+    a detector would take; a table naming the sides the other way round is kept; no override notes."""
+    names, parents, positions = build(standard_rig(MIXAMO))
+    table = {joint: bone for joint, bone in zip(JOINT_NAMES, MIXAMO.split()) if joint not in ("spine2", "left_collar")}
+    table["left_wrist"], table["right_wrist"] = "RightHand", "LeftHand"
+    bone_map = map_skeleton(names, parents, positions, preset=bonemap.TABLE, overrides=table)
+    assert bone_map.preset == bonemap.TABLE and bone_map.notes == ()
+    assert bone_map.bones == tuple(table.get(joint) for joint in JOINT_NAMES)
+    assert bone_map.interpolated.keys() == {"spine2", "left_collar"}
+    assert bone_map.report().startswith("bone map: given table")
+    with pytest.raises(UnmappableSkeletonError, match=r"no right arm: right_shoulder, right_elbow, right_wrist not "
+                                                      r"found \(the table names no bone for them\)") as error:
+        map_skeleton(names, parents, positions, preset=bonemap.TABLE, overrides={
+            j: b for j, b in table.items() if j not in ("right_shoulder", "right_elbow", "right_wrist")})
+    assert error.value.partial["left_wrist"] == "RightHand" and "right_wrist" not in error.value.partial
+
+
+def test_detection_that_fails_hands_back_the_joints_it_found():
+    armless = MIXAMO.replace("LeftArm", "-").replace("LeftForeArm", "-").replace("LeftHand", "-")
+    with pytest.raises(UnmappableSkeletonError, match="left arm incomplete: left_elbow, left_wrist not") as error:
+        map_skeleton(*build(standard_rig(armless)))
+    found = {j: b for j, b in zip(JOINT_NAMES, armless.split()) if b != "-" and j != "left_collar"}
+    assert error.value.partial == found | {"left_shoulder": "LeftShoulder"}  # the clavicle, taken for the arm
+    bones = standard_rig(MIXAMO) + [("mixamorig:Hips", None, "pelvis+0,0.01,0")]
+    with pytest.raises(UnmappableSkeletonError, match="2 bones qualify as pelvis") as error:
+        map_skeleton(*build(bones))
+    assert "pelvis" not in error.value.partial and error.value.partial["head"] == "Head"
+
+
+# ------------------------------------------------------------------------------------------------------ VRM
+# The VRM humanoid bone of each SMPL joint in a VRoid model (JOINT_NAMES order): spine, chest, upperChest;
+# VRM's shoulder is the collar.
+VRM_BONES = ["hips", "leftUpperLeg", "rightUpperLeg", "spine", "leftLowerLeg", "rightLowerLeg", "chest", "leftFoot",
+             "rightFoot", "upperChest", "leftToes", "rightToes", "neck", "leftShoulder", "rightShoulder", "head",
+             "leftUpperArm", "rightUpperArm", "leftLowerArm", "rightLowerArm", "leftHand", "rightHand"]
+
+
+def vrm_gltf(version: str, bones: dict[str, str]) -> dict:
+    """glTF JSON of a VRM model (version "0" or "1") whose humanoid maps VRM bone -> node named by `bones`' value;
+    an unnamed mesh node comes first, so node indices are not bone order."""
+    nodes = [{"mesh": 0}] + [{"name": name} for name in bones.values()]
+    index = {vrm: i + 1 for i, vrm in enumerate(bones)}
+    if version == "0":
+        humanoid = {"humanBones": [{"bone": vrm, "node": i, "useDefaultValues": True} for vrm, i in index.items()]}
+        return {"asset": {"version": "2.0"}, "nodes": nodes, "extensions": {"VRM": {"humanoid": humanoid}}}
+    humanoid = {"humanBones": {vrm: {"node": i} for vrm, i in index.items()}}
+    return {"asset": {"version": "2.0"}, "nodes": nodes,
+            "extensions": {"VRMC_vrm": {"specVersion": "1.0", "humanoid": humanoid}}}
+
+
+def glb(gltf: dict, binary: bytes = b"") -> bytes:
+    """A binary glTF: header, the JSON chunk (padded with spaces to 4 bytes), then a BIN chunk if given."""
+    chunk = json.dumps(gltf).encode()
+    chunk += b" " * (-len(chunk) % 4)
+    body = struct.pack("<II", len(chunk), 0x4E4F534A) + chunk
+    if binary:
+        body += struct.pack("<II", len(binary), 0x004E4942) + binary
+    return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
+
+
+@pytest.mark.parametrize("version", ["0", "1"])
+def test_vrm_humanoid_table_maps_a_vroid_rig_as_detection_does(version):
+    vroid = GENERIC_CASES["vrm"][2].split()  # the VRoid rig's bones in JOINT_NAMES order
+    table = bonemap.vrm_humanoid(vrm_gltf(version, dict(zip(VRM_BONES, vroid)) | {"leftEye": "J_Adj_L_FaceEye"}))
+    assert table == dict(zip(JOINT_NAMES, vroid))
+    bone_map = map_skeleton(*build(VRM, arms="A"), preset=bonemap.TABLE, overrides=table)
+    assert bone_map.bones == map_skeleton(*build(VRM, arms="A")).bones == tuple(vroid)
+
+
+def test_vrm_spine_chest_and_upper_chest_fill_smpls_spine_from_the_top():
+    spine = {"spine": "S", "chest": "C", "upperChest": "U"}
+    assert bonemap.vrm_joint_table(spine) == {"spine1": "S", "spine2": "C", "spine3": "U"}
+    assert bonemap.vrm_joint_table({"spine": "S", "chest": "C"}) == {"spine1": "S", "spine3": "C"}
+    assert bonemap.vrm_joint_table({"spine": "S", "chest": ""}) == {"spine3": "S"}
+    assert bonemap.vrm_joint_table({"leftShoulder": "Clavicle", "leftUpperArm": "Arm", "leftToes": "Toe",
+                                    "leftThumbProximal": "Thumb"}) == {
+        "left_collar": "Clavicle", "left_shoulder": "Arm", "left_foot": "Toe"}
+
+
+def test_gltf_json_is_read_from_glb_and_json_files(tmp_path):
+    gltf = vrm_gltf("1", {"hips": "Hips"})
+    (tmp_path / "model.vrm").write_bytes(glb(gltf, binary=b"\0" * 8))
+    (tmp_path / "model.gltf").write_text(json.dumps(gltf))
+    for name in ("model.vrm", "model.gltf"):
+        assert bonemap.read_gltf_json(tmp_path / name) == gltf
+        assert bonemap.vrm_humanoid(bonemap.read_gltf_json(tmp_path / name)) == {"pelvis": "Hips"}
+    broken = {"short.glb": glb(gltf)[:16], "cut.glb": glb(gltf)[:40],
+              "bin_first.glb": glb(gltf).replace(b"JSON", b"BIN\0", 1), "noise.vrm": b"\x89PNG\r\n" + bytes(range(50))}
+    for name, data in broken.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=f"{name}: (truncated|not a binary glTF|neither)"):
+            bonemap.read_gltf_json(tmp_path / name)
+
+
+def test_vrm_tables_that_cannot_be_read_are_refused():
+    with pytest.raises(ValueError, match="model.glb: no VRM humanoid table"):
+        bonemap.vrm_humanoid({"asset": {}, "nodes": []}, source="model.glb")
+    with pytest.raises(ValueError, match="humanBones\\) is empty"):
+        bonemap.vrm_humanoid({"extensions": {"VRMC_vrm": {"humanoid": {"humanBones": {}}}}})
+    gltf = vrm_gltf("0", {"hips": "Hips", "head": "Head"})
+    gltf["extensions"]["VRM"]["humanoid"]["humanBones"][1]["node"] = 7
+    with pytest.raises(ValueError, match="VRM bone 'head' names node 7, but the file has 3 nodes"):
+        bonemap.vrm_humanoid(gltf)
+    gltf = vrm_gltf("1", {"hips": "Hips", "head": "Head"})
+    gltf["extensions"]["VRMC_vrm"]["humanoid"]["humanBones"]["hips"]["node"] = 0
+    with pytest.raises(ValueError, match="VRM bone 'hips' is node 0, which has no name"):
+        bonemap.vrm_humanoid(gltf)

@@ -6,6 +6,7 @@ import torch
 
 from scipy.spatial.transform import Rotation
 
+from core.blending import ease
 from core.features import (RIC, ROOT_Y, forward_kinematics, inverse_kinematics, joints_to_features,
                            recover_from_ric)
 from core.inpainting import (BLEND_FRAMES, MAX_RANGE_FRAMES, facing_yaw, inbetween, inpaint, seam_velocity_ratio,
@@ -44,7 +45,7 @@ def test_drift_in_heading_and_position_is_carried_off_over_the_range():
     source, (start, stop) = synthetic_motion(120), (30, 70)
     anchor, t = source[start - 1, 0], np.arange(120)
     w = np.clip((t - (start - 1)) / (stop - (start - 1)), 0, 1)
-    w = (w ** 3 * (w * (6 * w - 15) + 10))[:, None, None]  # the correction's own easing: it cancels exactly
+    w = ease(w)[:, None, None]  # the correction's own easing: it cancels exactly
     # the decoded motion turns 0.9 rad and walks 0.6 m off the source's path over the range
     drifted = qrot(turn(0.9 * w[..., 0]), source - anchor + w * np.array([0.4, 0.0, -0.45])) + anchor
     assert np.linalg.norm(drifted[stop, 0] - source[stop, 0]) > 0.5
@@ -62,7 +63,7 @@ def reposed(joints, bones, angle):
     return forward_kinematics(local, joints[:, 0], RAW_OFFSETS * lengths[:, None])
 
 
-def test_pose_differences_are_eased_in_and_seams_stay_as_smooth_as_the_clip():
+def test_ranges_fade_in_from_the_source_and_seams_stay_as_smooth_as_the_clip():
     source, (start, stop) = synthetic_motion(120), (30, 70)
     other = reposed(source, [4, 5, 15, 18, 19], 0.25)  # knees, head and elbows bent a little differently
     gap = np.linalg.norm(other - source, axis=-1).max(axis=-1)
@@ -72,9 +73,9 @@ def test_pose_differences_are_eased_in_and_seams_stay_as_smooth_as_the_clip():
     # away from the seams the generated motion is kept as it is, placed on the source's root path
     middle = slice(start + BLEND_FRAMES, stop - BLEND_FRAMES)
     np.testing.assert_allclose(out[middle], other[middle], atol=1e-9)
-    # the steps into and out of the range are the generated motion's own steps within 1 cm
+    # the steps into and out of the range are the source's own steps within 1 mm: its velocity runs on
     for a, b in ((start - 1, start), (stop - 1, stop)):
-        assert np.linalg.norm((out[b] - out[a]) - (other[b] - other[a]), axis=-1).max() < 0.01
+        assert np.linalg.norm((out[b] - out[a]) - (source[b] - source[a]), axis=-1).max() < 0.001
     assert (seam_velocity_ratio(out, [start, stop]) <= 1).all()
     hard = source.copy()
     hard[start:stop] = splice_range(source, moved(other), start, stop, blend_frames=0)

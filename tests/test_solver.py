@@ -381,6 +381,24 @@ def test_toeless_rig_points_its_feet_at_the_toes(fixture_clip):
     assert_hinges_and_feet(rig, pose, fixture_clip)
 
 
+@pytest.mark.shared
+def test_collar_bones_starting_together_still_show_the_chest(fixture_clip):
+    """A Z-up BVH export starts both collar bones at the chest's middle: the chest turns by its shoulders."""
+    rest = rest_pose(offsets_of(fixture_clip[0]), "T")
+    collars = [JOINT_INDEX["left_collar"], JOINT_INDEX["right_collar"]]
+    rest[collars] = rest[collars].mean(axis=0)
+    rig = build_rig(rest, "facing_plus_y")
+    pose = solve(rig, fixture_clip)
+    got, target = mapped_joint_positions(rig, pose), placed(pose, fixture_clip)
+    assert np.isfinite(pose.rotations).all()
+    for joint, child in SEGMENTS:
+        a, b = JOINT_INDEX[joint], JOINT_INDEX[child]
+        assert angle_between(got[:, b] - got[:, a], target[:, b] - target[:, a]).max() < 0.01, joint
+    shoulders = [JOINT_INDEX["left_shoulder"], JOINT_INDEX["right_shoulder"]]
+    lateral = [(p[:, shoulders[0]] - p[:, shoulders[1]]) * (1, 1, 0) for p in (got, target)]
+    assert angle_between(*lateral).max() < 10  # the chest faces where the motion's does
+
+
 def test_quaternions_are_blenders_matrix_basis(motion):
     """Rebuilding each bone's armature-space pose from the quaternions with scipy matches forward()."""
     rig = build_rig(rest_pose(TARGET_OFFSETS, "A"), "turned_180")

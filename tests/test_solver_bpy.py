@@ -1,10 +1,12 @@
 """Joints -> bone rotations inside Blender (the bpy 5.0.1 module): the quaternions and locations written into
 pose bones make Blender's own evaluation put the bones where the solve said, on an armature built with edit
-bones and on the real rigs of ../shared/rigs (UE5 FBX, Quaternius glTF and .blend, CesiumMan, CMU BVH)."""
+bones and on the real rigs of ../shared/rigs (UE5 FBX, Quaternius glTF and .blend, CesiumMan, CMU, Z-up and
+SMPL-template BVH)."""
 import numpy as np
 import pytest
 
 from core.skeleton import JOINT_INDEX, PARENTS
+from core import solver
 from core.solver import describe_rig, forward, solve
 from tests.conftest import shared_path
 from tests.test_solver import (MIXAMO, SEGMENTS, angle_between, assert_no_flips, offsets_of, placed, rest_pose,
@@ -105,6 +107,8 @@ RIGS = {
     "quaternius_2019_ik": ("quaternius_2019_male_casual_ikrig.blend", "blend", (0, -1, 0)),
     "cesiumman": ("apose_khronos_cesiumman.glb", "gltf", (0, -1, 0)),
     "cmu_bvh": ("bvh_cmu_12_01_walk_mobu.bvh", "bvh", (0, -1, 0)),
+    "zup_bvh": ("bvh_zup_nomixamoprefix.bvh", "bvh_zup", (0, 1, 0)),
+    "smpl22_bvh": ("bvh_smpl22_humanml3d_momask_template.bvh", "bvh", (0, -1, 0)),
 }
 
 
@@ -114,7 +118,8 @@ def import_rig(name):
     {"fbx": lambda: bpy.ops.import_scene.fbx(filepath=path),
      "gltf": lambda: bpy.ops.import_scene.gltf(filepath=path),
      "blend": lambda: bpy.ops.wm.open_mainfile(filepath=path),
-     "bvh": lambda: bpy.ops.import_anim.bvh(filepath=path)}[RIGS[name][1]]()
+     "bvh": lambda: bpy.ops.import_anim.bvh(filepath=path),
+     "bvh_zup": lambda: bpy.ops.import_anim.bvh(filepath=path, axis_up="Z", axis_forward="Y")}[RIGS[name][1]]()
     ob = next(o for o in bpy.data.objects if o.type == "ARMATURE")
     for bone in ob.pose.bones:
         for constraint in bone.constraints:
@@ -149,6 +154,9 @@ def test_real_rigs_follow_the_motion_in_blender(fixture_clip, name):
     blender, turns = evaluate(ob, pose, frames, limbs)
     size = np.ptp(blender[0], axis=0).max()
     assert np.abs(blender - forward(rig, pose)[FRAMES]).max() < 1e-5 * size
+    world_turns = solver.world_turns(rig, pose)[FRAMES]
+    for bone in limbs:  # the turns flips are measured by (tests/test_retarget_rigs.py), as Blender has them
+        np.testing.assert_allclose(turns[bone], world_turns[:, rig.names.index(bone)], atol=1e-4)
     got = np.einsum("jb,fbc->fjc", rig.bone_map.weights, blender)
     target = placed(pose, fixture_clip)[FRAMES]
     assert checked_segments(rig, got, target) < 0.01

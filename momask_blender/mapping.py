@@ -1,0 +1,177 @@
+"""The bone mapping table: which bone of the active armature stands for each of the 22 SMPL joints, stored on
+the armature data (Armature.momask_mapping, so it is saved with the .blend and shared by linked duplicates) and
+edited row by row in the panel.
+
+Detection is right for most rigs but not all (a 3ds Max export whose 'LeftShoulder' is the upper arm, a twist
+bone taken for a forearm), so the animator sees the map, fixes a row, and every later generation uses the
+stored table as it is (armature_reading.read_rig). Detect fills the table from automatic detection (the VRM
+add-on's humanoid table where there is one); Load VRM takes the humanoid table of a .vrm/.glb file; Clear
+goes back to detecting at each generation."""
+from pathlib import Path
+
+import bpy
+from bpy_extras.io_utils import ImportHelper
+
+from ._core import bonemap, skeleton
+from .armature_reading import read_rig
+from .rigify import control_rig
+
+
+class MOMASK_PG_joint_bone(bpy.types.PropertyGroup):
+    """One row: `name` is the SMPL joint, `bone` the armature's bone (empty: interpolated or unmapped)."""
+    bone: bpy.props.StringProperty(name="Bone", description="The armature's bone for this joint (empty: "
+                                   "interpolated from its neighbours where possible, else not keyed)")
+
+
+class MOMASK_PG_mapping(bpy.types.PropertyGroup):
+    joints: bpy.props.CollectionProperty(type=MOMASK_PG_joint_bone)
+    active: bpy.props.IntProperty(name="Joint")
+    source: bpy.props.StringProperty(name="Source", description="Where the stored table came from")
+
+
+def store(armature, table: dict[str, str], source: str) -> None:
+    """Write one row per SMPL joint (bone names from `table`, joints it lacks empty) onto the armature data."""
+    stored = armature.momask_mapping
+    stored.joints.clear()
+    for joint in skeleton.JOINT_NAMES:
+        row = stored.joints.add()
+        row.name, row.bone = joint, table.get(joint, "")
+    stored.source = source
+
+
+def map_summary(bone_map: bonemap.BoneMap) -> list[tuple[str, str]]:
+    """(icon, text) lines: where the map comes from, the interpolated and the unmapped joints."""
+    lines = [("CHECKMARK", bone_map.report().splitlines()[0])]
+    if bone_map.interpolated:
+        lines.append(("INFO", "Interpolated: " + ", ".join(bone_map.interpolated)))
+    if bone_map.unmapped:
+        lines.append(("INFO", "Unmapped (not keyed): " + ", ".join(bone_map.unmapped)))
+    return lines
+
+
+def mapping_status(ob) -> list[tuple[str, str]]:
+    """(icon, text) lines on the map a generation would use now, or why there is none."""
+    try:
+        rig = read_rig(ob)
+    except ValueError as err:
+        return [("ERROR", part) for part in str(err).split("; ")]
+    lines = map_summary(rig.bone_map)
+    if control_rig(ob, rig) is not None:
+        lines.append(("CON_ARMATURE", "Rigify: keys its FK controls (arms and legs switched to FK)"))
+    return lines
+
+
+def _armature_poll(cls, context) -> bool:
+    ob = context.active_object
+    if ob is None or ob.type != "ARMATURE" or ob.mode == "EDIT":
+        cls.poll_message_set("Select an armature in object or pose mode")
+        return False
+    return True
+
+
+class MOMASK_OT_detect_mapping(bpy.types.Operator):
+    """Fill the active armature's mapping table by automatic detection (the VRM add-on's humanoid table where there
+    is one); a rig that cannot be mapped keeps the joints found, to complete by hand"""
+    bl_idname = "momask.detect_mapping"
+    bl_label = "Detect"
+    bl_options = {"REGISTER", "UNDO"}
+    poll = classmethod(_armature_poll)
+
+    def execute(self, context):
+        ob = context.active_object
+        try:
+            bone_map = read_rig(ob, stored=False).bone_map
+        except bonemap.UnmappableSkeletonError as err:
+            store(ob.data, err.partial, "detection (incomplete)")
+            self.report({"ERROR"}, f"'{ob.name}' cannot be mapped automatically: {err}. The joints found are in "
+                                   "the table: set the others by hand")
+            return {"FINISHED"}  # the partial table is stored: undo-able
+        except ValueError as err:
+            self.report({"ERROR"}, f"'{ob.name}': {err}")
+            return {"CANCELLED"}
+        source = "VRM add-on" if bone_map.preset == bonemap.TABLE else "detection: " + (
+            "generic matcher" if bone_map.preset == bonemap.GENERIC else f"preset {bone_map.preset}")
+        store(ob.data, {j: b for j, b in zip(skeleton.JOINT_NAMES, bone_map.bones) if b}, source)
+        self.report({"INFO"}, f"'{ob.name}' mapped by {source}" + "".join(
+            f"; {text}" for _, text in map_summary(bone_map)[1:]))
+        return {"FINISHED"}
+
+
+class MOMASK_OT_load_vrm_mapping(bpy.types.Operator, ImportHelper):
+    """Fill the active armature's mapping table from the humanoid table of a VRM model (.vrm, .glb or .gltf; VRM 0.x
+    or 1.0), whose node names must be the armature's bone names"""
+    bl_idname = "momask.load_vrm_mapping"
+    bl_label = "Load VRM"
+    bl_options = {"REGISTER", "UNDO"}
+    filter_glob: bpy.props.StringProperty(default="*.vrm;*.glb;*.gltf", options={"HIDDEN"})
+    poll = classmethod(_armature_poll)
+
+    def execute(self, context):
+        ob = context.active_object
+        try:
+            table = bonemap.vrm_humanoid(bonemap.read_gltf_json(self.filepath), source=self.filepath)
+            read_rig(ob, table=table)  # every bone there, every joint MoMask needs: else nothing changes
+        except (OSError, ValueError) as err:
+            self.report({"ERROR"}, f"{Path(self.filepath).name}: {err}")
+            return {"CANCELLED"}
+        store(ob.data, table, f"VRM file {Path(self.filepath).name}")
+        self.report({"INFO"}, f"'{ob.name}' mapped by the humanoid table of {Path(self.filepath).name}")
+        return {"FINISHED"}
+
+
+class MOMASK_OT_clear_mapping(bpy.types.Operator):
+    """Remove the stored mapping table: the map is detected again at each generation"""
+    bl_idname = "momask.clear_mapping"
+    bl_label = "Clear Mapping"
+    bl_options = {"REGISTER", "UNDO"}
+    poll = classmethod(_armature_poll)
+
+    def execute(self, context):
+        stored = context.active_object.data.momask_mapping
+        stored.joints.clear()
+        stored.source = ""
+        return {"FINISHED"}
+
+
+class MOMASK_UL_mapping(bpy.types.UIList):
+    """Joint | bone (searchable among the armature's bones)."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        split = layout.split(factor=0.4)
+        split.label(text=item.name)
+        split.prop_search(item, "bone", item.id_data, "bones", text="", icon="BONE_DATA")
+
+
+class MOMASK_PT_mapping(bpy.types.Panel):
+    bl_label = "Bone Mapping"
+    bl_idname = "MOMASK_PT_mapping"
+    bl_parent_id = "MOMASK_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MoMask"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and context.active_object.type == "ARMATURE"
+
+    def draw(self, context):
+        layout = self.layout
+        ob = context.active_object
+        stored = ob.data.momask_mapping
+        row = layout.row(align=True)
+        row.operator(MOMASK_OT_detect_mapping.bl_idname, icon="VIEWZOOM")
+        row.operator(MOMASK_OT_load_vrm_mapping.bl_idname, icon="FILE")
+        if len(stored.joints):
+            row.operator(MOMASK_OT_clear_mapping.bl_idname, text="", icon="X")
+            layout.label(text=f"Stored table, from {stored.source}")
+            layout.template_list(MOMASK_UL_mapping.__name__, "", stored, "joints", stored, "active",
+                                 rows=len(stored.joints))
+        else:
+            layout.label(text="No table stored: detected at each generation")
+        for icon, text in mapping_status(ob):
+            layout.label(text=text, icon=icon)
+
+
+CLASSES = (MOMASK_PG_joint_bone, MOMASK_PG_mapping, MOMASK_OT_detect_mapping, MOMASK_OT_load_vrm_mapping,
+           MOMASK_OT_clear_mapping, MOMASK_UL_mapping, MOMASK_PT_mapping)

@@ -1,0 +1,234 @@
+"""Timeline editing on the active armature, as operators (also the Python API) and a panel under MoMask's:
+
+`bpy.ops.momask.regenerate_range(prompt="...", frame_start=..., frame_end=..., ranges="", in_place=False,
+seed=0, guidance=4.0, steps=10)` regenerates frames frame_start..frame_end (inclusive) and every further range
+written in `ranges` ("50-70, 90-99"); `bpy.ops.momask.fill_gap(prompt="", frame_start=..., frame_end=...)` fills
+the gap between two clips (its first and last frame); `bpy.ops.momask.generate_sequence(seed=0, ...)` keys the
+scene's prompt timeline (Scene.momask_timeline.segments) as one action. A range left out (frame_start and
+frame_end not given) is the scene's preview range when one is set. Like generate, they run modally under
+INVOKE and block under EXEC, and change nothing when the request is refused."""
+import bpy
+
+from . import jobs, timeline_jobs
+from .operators import WorkerJobOperator
+
+
+class MOMASK_PG_segment(bpy.types.PropertyGroup):
+    prompt: bpy.props.StringProperty(name="Prompt", description="What the character does in this segment")
+    seconds: bpy.props.FloatProperty(name="Duration", default=3.0, min=0.0, soft_min=jobs.MIN_FRAMES / 20,
+                                     soft_max=20.0, step=10, unit="TIME_ABSOLUTE",
+                                     description="How long this segment lasts, in seconds")
+
+
+class MOMASK_PG_timeline(bpy.types.PropertyGroup):
+    """The timeline section's request (Scene.momask_timeline)."""
+    prompt: bpy.props.StringProperty(name="Prompt", description="What the character does in the range or gap "
+                                                                "(empty: whatever fits)")
+    frame_start: bpy.props.IntProperty(name="First Frame", default=1, description="First frame of the range")
+    frame_end: bpy.props.IntProperty(name="Last Frame", default=48, description="Last frame of the range (included)")
+    ranges: bpy.props.StringProperty(name="More Ranges", description="Further ranges to regenerate in the same "
+                                                                     "request, as in '50-70, 90-99'")
+    in_place: bpy.props.BoolProperty(name="Edit in Place", default=False,
+                                     description="Change the action itself; off: a copy becomes a new candidate")
+    segments: bpy.props.CollectionProperty(type=MOMASK_PG_segment)
+    segment_index: bpy.props.IntProperty(name="Segment")
+
+
+class EditProperties:
+    """Shared by regenerate_range and fill_gap."""
+    prompt: bpy.props.StringProperty(name="Prompt", description="What the character does (empty: whatever fits)")
+    frame_start: bpy.props.IntProperty(name="First Frame", description="First frame (default: the preview range's)")
+    frame_end: bpy.props.IntProperty(name="Last Frame",
+                                     description="Last frame, included (default: the preview range's)")
+    in_place: bpy.props.BoolProperty(name="Edit in Place", default=False,
+                                     description="Change the action itself; off: a copy becomes a new candidate")
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0, description="Same seed, same motion")
+    guidance: bpy.props.FloatProperty(name="Guidance", default=4.0, soft_min=0.0, soft_max=10.0,
+                                      description="How closely the motion follows the prompt")
+    steps: bpy.props.IntProperty(name="Steps", default=10, soft_min=1, soft_max=50,
+                                 description="Decoding steps of the masked transformer")
+
+
+def _frames(op, context) -> tuple[int, int]:
+    """The operator's first and last frame, else the scene's preview range."""
+    if op.properties.is_property_set("frame_start") or op.properties.is_property_set("frame_end"):
+        return op.frame_start, op.frame_end
+    scene = context.scene
+    if not scene.use_preview_range:
+        raise jobs.GenerationError("Give the first and last frame (or set a preview range in the timeline)")
+    return scene.frame_preview_start, scene.frame_preview_end
+
+
+def _edit_settings(op, ranges) -> timeline_jobs.EditSettings:
+    return timeline_jobs.EditSettings(op.prompt, ranges, op.in_place, op.seed, op.guidance, op.steps)
+
+
+class MOMASK_OT_regenerate_range(EditProperties, WorkerJobOperator, bpy.types.Operator):
+    """Regenerate frames of the active armature's animation from the prompt; keys outside them stay as they are
+    (Esc cancels)"""
+    bl_idname = "momask.regenerate_range"
+    bl_label = "Regenerate Range"
+    bl_options = {"REGISTER", "UNDO"}
+
+    ranges: bpy.props.StringProperty(name="More Ranges", description="Further ranges, as in '50-70, 90-99'")
+
+    def make_job(self, context):
+        ranges = [_frames(self, context)] + timeline_jobs.parse_ranges(self.ranges)
+        return timeline_jobs.RangeRegeneration(context, _edit_settings(self, ranges))
+
+
+class MOMASK_OT_fill_gap(EditProperties, WorkerJobOperator, bpy.types.Operator):
+    """Fill the gap between two clips of the active armature (keys of its action or NLA strips) with a motion
+    that starts from the pose before and lands on the pose after (Esc cancels)"""
+    bl_idname = "momask.fill_gap"
+    bl_label = "Fill Gap"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def make_job(self, context):
+        return timeline_jobs.GapFill(context, _edit_settings(self, [_frames(self, context)]))
+
+
+class MOMASK_OT_generate_sequence(WorkerJobOperator, bpy.types.Operator):
+    """Generate one continuous motion from the prompt timeline's segments, keyed as one action with a marker at
+    each segment (Esc cancels)"""
+    bl_idname = "momask.generate_sequence"
+    bl_label = "Generate Sequence"
+    bl_options = {"REGISTER", "UNDO"}
+
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0, description="Same seed, same motion")
+    guidance: bpy.props.FloatProperty(name="Guidance", default=4.0, soft_min=0.0, soft_max=10.0,
+                                      description="How closely the motion follows the prompts")
+    steps: bpy.props.IntProperty(name="Steps", default=10, soft_min=1, soft_max=50,
+                                 description="Decoding steps of the masked transformer")
+    start_frame: bpy.props.IntProperty(name="Start Frame", default=1,
+                                       description="First keyed frame (scripts: the current frame when not given)")
+    in_place: bpy.props.BoolProperty(name="In Place", default=False,
+                                     description="Remove the horizontal travel (turns are kept); off: root motion")
+
+    def make_job(self, context):
+        start = self.start_frame if self.properties.is_property_set("start_frame") else context.scene.frame_current
+        segments = [(s.prompt, s.seconds) for s in context.scene.momask_timeline.segments]
+        return timeline_jobs.PromptSequence(context, timeline_jobs.SequenceSettings(
+            segments, self.seed, self.guidance, self.steps, start, self.in_place))
+
+
+class MOMASK_OT_segment_add(bpy.types.Operator):
+    """Add a segment at the end of the prompt timeline"""
+    bl_idname = "momask.segment_add"
+    bl_label = "Add Segment"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        timeline = context.scene.momask_timeline
+        timeline.segments.add()
+        timeline.segment_index = len(timeline.segments) - 1
+        return {"FINISHED"}
+
+
+class MOMASK_OT_segment_remove(bpy.types.Operator):
+    """Remove the selected segment from the prompt timeline"""
+    bl_idname = "momask.segment_remove"
+    bl_label = "Remove Segment"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        timeline = context.scene.momask_timeline
+        if not 0 <= timeline.segment_index < len(timeline.segments):
+            self.report({"ERROR"}, "No segment selected")
+            return {"CANCELLED"}
+        timeline.segments.remove(timeline.segment_index)
+        timeline.segment_index = max(0, min(timeline.segment_index, len(timeline.segments) - 1))
+        return {"FINISHED"}
+
+
+class MOMASK_OT_segment_move(bpy.types.Operator):
+    """Move the selected segment earlier or later in the prompt timeline"""
+    bl_idname = "momask.segment_move"
+    bl_label = "Move Segment"
+    bl_options = {"REGISTER", "UNDO"}
+
+    direction: bpy.props.EnumProperty(items=[("UP", "Earlier", ""), ("DOWN", "Later", "")])
+
+    def execute(self, context):
+        timeline = context.scene.momask_timeline
+        index = timeline.segment_index
+        other = index - 1 if self.direction == "UP" else index + 1
+        if not (0 <= index < len(timeline.segments) and 0 <= other < len(timeline.segments)):
+            return {"CANCELLED"}
+        timeline.segments.move(index, other)
+        timeline.segment_index = other
+        return {"FINISHED"}
+
+
+class MOMASK_OT_range_from_preview(bpy.types.Operator):
+    """Take the timeline's preview range as the range to edit"""
+    bl_idname = "momask.range_from_preview"
+    bl_label = "From Preview Range"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        scene = context.scene
+        scene.momask_timeline.frame_start, scene.momask_timeline.frame_end = (scene.frame_preview_start,
+                                                                              scene.frame_preview_end)
+        return {"FINISHED"}
+
+
+class MOMASK_UL_segments(bpy.types.UIList):
+    """The prompt timeline: one row per segment, played from top to bottom."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "prompt", text="", emboss=False, icon="TEXT")
+        row.prop(item, "seconds", text="")
+
+
+class MOMASK_PT_timeline(bpy.types.Panel):
+    bl_label = "Timeline Editing"
+    bl_idname = "MOMASK_PT_timeline"
+    bl_parent_id = "MOMASK_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MoMask"
+
+    def draw(self, context):
+        layout = self.layout
+        timeline, settings = context.scene.momask_timeline, context.scene.momask
+        running = bool(context.window_manager.momask_status)  # the main panel shows its progress
+        shared = dict(seed=settings.seed, guidance=settings.guidance, steps=settings.steps)
+
+        column = layout.column()
+        column.label(text="Regenerate a range or fill a gap")
+        column.prop(timeline, "prompt", text="")
+        row = column.row(align=True)
+        row.prop(timeline, "frame_start", text="First")
+        row.prop(timeline, "frame_end", text="Last")
+        if context.scene.use_preview_range:
+            row.operator(MOMASK_OT_range_from_preview.bl_idname, text="", icon="PREVIEW_RANGE")
+        column.prop(timeline, "ranges")
+        column.prop(timeline, "in_place")
+        if not running:
+            row = column.row(align=True)
+            for op_class, extra in ((MOMASK_OT_regenerate_range, {"ranges": timeline.ranges}),
+                                    (MOMASK_OT_fill_gap, {})):
+                op = row.operator(op_class.bl_idname)
+                for name, value in dict(shared, prompt=timeline.prompt, frame_start=timeline.frame_start,
+                                        frame_end=timeline.frame_end, in_place=timeline.in_place, **extra).items():
+                    setattr(op, name, value)
+
+        layout.label(text="Prompt timeline")
+        row = layout.row()
+        row.template_list(MOMASK_UL_segments.__name__, "", timeline, "segments", timeline, "segment_index", rows=3)
+        buttons = row.column(align=True)
+        buttons.operator(MOMASK_OT_segment_add.bl_idname, text="", icon="ADD")
+        buttons.operator(MOMASK_OT_segment_remove.bl_idname, text="", icon="REMOVE")
+        buttons.operator(MOMASK_OT_segment_move.bl_idname, text="", icon="TRIA_UP").direction = "UP"
+        buttons.operator(MOMASK_OT_segment_move.bl_idname, text="", icon="TRIA_DOWN").direction = "DOWN"
+        if not running:
+            op = layout.operator(MOMASK_OT_generate_sequence.bl_idname, icon="SEQUENCE")
+            for name, value in dict(shared, start_frame=settings.start_frame, in_place=settings.in_place).items():
+                setattr(op, name, value)
+
+
+CLASSES = (MOMASK_PG_segment, MOMASK_PG_timeline, MOMASK_OT_regenerate_range, MOMASK_OT_fill_gap,
+           MOMASK_OT_generate_sequence, MOMASK_OT_segment_add, MOMASK_OT_segment_remove, MOMASK_OT_segment_move,
+           MOMASK_OT_range_from_preview, MOMASK_UL_segments, MOMASK_PT_timeline)

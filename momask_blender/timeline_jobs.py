@@ -1,0 +1,363 @@
+"""Timeline edits as worker jobs: regenerate frame ranges of the armature's animation (inpaint), fill the gap
+between two clips (inbetween), and key a prompt timeline as one action (sequence).
+
+The animation is sampled at the scene's frames (pose_sampling), carried into the models' space and resampled
+to 20 fps for the worker; the answer comes back to the scene's frames. The worker fades each range in from
+the motion it continues at 20 fps (core.blending); resampling to the scene's rate blurs that, so the fade is
+applied again here against the animation's own frames at the scene's rate (a clip carried on at its last
+velocity in a gap): the keys next to a range go on at their own speed whatever the model made. The range is then solved onto the rig and spliced into the action (action_splice): keys outside it stay as they
+were, in a copy of the action by default."""
+import math
+import re
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+from bpy_extras import anim_utils
+
+from . import action_splice, jobs, keying
+from ._core import blending, solver
+from .armature_reading import read_rig
+from .jobs import GenerationError
+from .pose_sampling import evaluated_joints, motion_placement, to_motion_space
+
+MIN_RANGE_FRAMES = 4  # scene frames of the shortest range or gap
+RANGE_CONTEXT_SECONDS = jobs.MAX_FRAMES / keying.MOTION_FPS  # animation sampled on each side: a model window
+GAP_CONTEXT_SECONDS = 2.0  # of each clip around a gap
+# core.inpainting.EDIT_CONTEXT and MAX_RANGE_FRAMES (that module needs torch): the longest range, in 20 fps frames,
+# of a motion longer than one transformer window
+MAX_RANGE_FRAMES = jobs.MAX_FRAMES - 2 * 16
+
+
+@dataclass
+class EditSettings:
+    """A regenerate or fill-gap request (the operator's properties); ranges are inclusive scene frames."""
+    prompt: str
+    ranges: list[tuple[int, int]]
+    in_place: bool
+    seed: int
+    guidance: float
+    steps: int
+
+
+@dataclass
+class SequenceSettings:
+    """A prompt timeline: (prompt, seconds) segments played in order."""
+    segments: list[tuple[str, float]]
+    seed: int
+    guidance: float
+    steps: int
+    start_frame: int
+    in_place: bool
+
+
+def parse_ranges(text: str) -> list[tuple[int, int]]:
+    """'10-30, 50-70' -> [(10, 30), (50, 70)]."""
+    ranges = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = re.fullmatch(r"(-?\d+)\s*-\s*(-?\d+)", part)
+        if match is None:
+            raise GenerationError(f"Ranges are first-last frames separated by commas, as in '10-30, 50-70'; "
+                                  f"'{part}' is not one")
+        ranges.append((int(match[1]), int(match[2])))
+    return ranges
+
+
+def _text(frames: tuple[int, int]) -> str:
+    return f"{frames[0]}-{frames[1]}"
+
+
+def check_ranges(ranges, first: int, last: int, where: str) -> list[tuple[int, int]]:
+    """Inclusive ranges -> sorted, touching ones merged. Refuses a range reversed, shorter than MIN_RANGE_FRAMES,
+    outside first..last (`where` says whose frames those are) or overlapping another."""
+    if not ranges:
+        raise GenerationError("Give the frames to regenerate (first and last frame)")
+    for f0, f1 in ranges:
+        if f1 < f0:
+            raise GenerationError(f"Frames {f0}-{f1}: the last frame comes before the first")
+        if f1 - f0 + 1 < MIN_RANGE_FRAMES:
+            raise GenerationError(f"Frames {f0}-{f1} are {f1 - f0 + 1} frame(s); a range needs at least "
+                                  f"{MIN_RANGE_FRAMES}")
+        if f0 < first or f1 > last:
+            raise GenerationError(f"Frames {f0}-{f1} are outside {where}, keyed from frame {first} to {last}")
+    merged = []
+    for pair in sorted(ranges):
+        if merged and pair[0] <= merged[-1][1]:
+            raise GenerationError(f"Frames {_text(merged[-1])} and {_text(pair)} overlap; give each frame once")
+        if merged and pair[0] == merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], pair[1])
+        else:
+            merged.append(pair)
+    return merged
+
+
+def _action_keys(ob):
+    """(action, frames of every key of its slot) of the armature's current animation, or None."""
+    animation = ob.animation_data
+    if animation is None or animation.action is None:
+        return None
+    channelbag = anim_utils.animdata_get_channelbag_for_assigned_slot(animation)
+    frames = [action_splice.keys_in_range(curve, -math.inf, math.inf)["co"][:, 0]
+              for curve in (channelbag.fcurves if channelbag is not None else ())]
+    frames = np.concatenate(frames) if frames else np.empty(0)
+    return (animation.action, frames) if len(frames) else None
+
+
+def _to_20fps(frames: int, fps: float) -> float:
+    return frames * keying.MOTION_FPS / fps
+
+
+def _check_editable(length20: int, ranges20, ranges, fps: float) -> None:
+    """The model's limits on a source of length20 frames at 20 fps and on each range (in scene frames and the
+    20 fps frames [start, stop) it regenerates)."""
+    if length20 < jobs.MIN_FRAMES:
+        raise GenerationError(f"Too little animation to edit: the model needs at least "
+                              f"{jobs.MIN_FRAMES / keying.MOTION_FPS:g} s around and in the range")
+    if length20 > jobs.MAX_FRAMES:
+        for (start, stop), frames in zip(ranges20, ranges):
+            if stop - start > MAX_RANGE_FRAMES:
+                raise GenerationError(
+                    f"Frames {_text(frames)} last {(frames[1] - frames[0] + 1) / fps:.1f} s; the model regenerates "
+                    f"at most {MAX_RANGE_FRAMES / keying.MOTION_FPS:g} s at a time: split the range")
+
+
+
+
+class _Edit(jobs.WorkerJob):
+    """What regenerating and gap filling share: the armature sampled in the models' space, and the edited frames
+    solved and spliced into the animation's action (or a copy of it)."""
+
+    def __init__(self, context, settings: EditSettings):
+        if settings.steps < 1:
+            raise GenerationError(f"Steps must be at least 1 (got {settings.steps})")
+        super().__init__(context)
+
+    def _sample(self, context, ob, frames) -> np.ndarray:
+        self.rig = read_rig(ob)
+        self.placement = motion_placement(self.rig)
+        self.fps = keying.scene_fps(context.scene)
+        return to_motion_space(evaluated_joints(context.scene, ob, self.rig, frames), self.placement)
+
+    def _solve(self, joints: np.ndarray) -> solver.RigPose:
+        return solver.solve(self.rig, joints, solver.SolveOptions(placement=self.placement))
+
+    def _splice(self, ob, pose: solver.RigPose, first_frame: int, ranges, name: str) -> bpy.types.Action:
+        """Key `pose` (frames from first_frame on) into `ranges` of the armature's action, or of a copy named
+        `name` that becomes its new candidate -> the action keyed."""
+        animation = ob.animation_data
+        action = animation.action if animation is not None else None
+        if action is None or action.name != self.action_name:
+            raise GenerationError(f"The animation of '{ob.name}' changed meanwhile (it was '{self.action_name}'); "
+                                  "nothing was changed")
+        if not self.settings.in_place:
+            action = action.copy()
+            action.name = name
+        target = anim_utils.action_ensure_channelbag_for_slot(action, action.slots[animation.action_slot.identifier])
+        keys = keying.write_pose(ob, self.rig, pose, "MoMask keys to splice", first_frame)
+        try:
+            for f0, f1 in ranges:
+                action_splice.splice(target, anim_utils.action_get_channelbag_for_slot(keys, keys.slots[0]), f0, f1,
+                                     ob)
+        finally:
+            bpy.data.actions.remove(keys)
+        if not self.settings.in_place:
+            jobs.add_candidates(ob, [action])
+        return action
+
+    def _name(self, result, what: str) -> str:
+        prompt = self.settings.prompt.strip()[:jobs.PROMPT_IN_NAME]
+        return f"{self.action_name}, {what}" + (f" '{prompt}'" if prompt else "") + (
+            f" (seed {result['params']['seed']})")
+
+    def _request(self) -> dict:
+        s = self.settings
+        return dict(prompt=s.prompt.strip(), candidates=1, seed=s.seed, steps=s.steps, cond_scale=s.guidance)
+
+
+class RangeRegeneration(_Edit):
+    """Regenerate frame ranges of the armature's action under a prompt (worker job `inpaint`)."""
+    kind = "inpaint"
+
+    def __init__(self, context, settings: EditSettings):
+        super().__init__(context, settings)
+        ob = context.scene.objects[self.object_name]
+        animation = _action_keys(ob)
+        if animation is None:
+            raise GenerationError(f"'{ob.name}' has no animation to edit: key it, import an action or generate one")
+        action, keyed = animation
+        first, last = math.ceil(keyed.min()), math.floor(keyed.max())
+        self.settings, self.action_name = settings, action.name
+        self.ranges = check_ranges(settings.ranges, first, last, f"the action '{action.name}'")
+        self.seams = [(f0 > first, f1 < last) for f0, f1 in self.ranges]
+        fps = keying.scene_fps(context.scene)
+        context_frames = math.ceil(RANGE_CONTEXT_SECONDS * fps)
+        self.first_frame = max(first, self.ranges[0][0] - context_frames)
+        frames = range(self.first_frame, min(last, self.ranges[-1][1] + context_frames) + math.ceil(fps / 20) + 1)
+        length20 = math.floor(_to_20fps(len(frames) - 1, fps) + 1e-6) + 1
+        self.ranges20 = []  # the 20 fps frames [start, stop) inside each range (its edges are faded anyway)
+        for f0, f1 in self.ranges:
+            start = math.ceil(_to_20fps(f0 - self.first_frame, fps) - 1e-6)
+            stop = max(math.floor(_to_20fps(f1 - self.first_frame, fps) + 1e-6) + 1, start + 1)
+            if self.ranges20 and start <= self.ranges20[-1][1]:  # no frame of the animation left between them
+                raise GenerationError(f"Frames {_text(self.ranges[len(self.ranges20) - 1])} and {f0}-{f1} are too "
+                                      "close to regenerate apart: leave more frames between them or join them")
+            self.ranges20.append((start, stop))
+        _check_editable(length20, self.ranges20, self.ranges, fps)
+        self.source = self._sample(context, ob, frames)
+
+    def request(self) -> dict:
+        source = keying.resample(self.source, keying.MOTION_FPS, self.fps).astype(np.float32)
+        return dict(self._request(), source=source, ranges=[list(pair) for pair in self.ranges20])
+
+    def finish(self, context) -> list[bpy.types.Action]:
+        """Splice the regenerated ranges into the action (or a copy, the armature's new candidate)."""
+        ob, _, result = self.result(context)
+        edited = keying.resample(result["motions"][0]["joints"], self.fps)[:len(self.source)]
+        first, last = self.ranges[0][0] - self.first_frame, self.ranges[-1][1] - self.first_frame + 1
+        joints = self.source.copy()
+        blend = round(blending.BLEND_SECONDS * self.fps)
+        for (f0, f1), (before, after) in zip(self.ranges, self.seams):
+            span = slice(f0 - self.first_frame, f1 - self.first_frame + 1)
+            source = self.source[span]
+            joints[span] = blending.fade(edited[span], source if before else None, source if after else None, blend)
+        pose = self._solve(joints[first:last])
+        ranges = ", ".join(map(_text, self.ranges))
+        return [self._splice(ob, pose, self.ranges[0][0], self.ranges, self._name(result, f"frames {ranges}"))]
+
+    def summary(self, actions) -> str:
+        return f"MoMask: regenerated frames {', '.join(map(_text, self.ranges))} in '{actions[0].name}'"
+
+
+class GapFill(_Edit):
+    """The in-between of a gap between two clips (keys of the action, or NLA strips) under an optional prompt
+    (worker job `inbetween`): from the pose and velocity before the gap to the pose after it."""
+    kind = "inbetween"
+
+    def __init__(self, context, settings: EditSettings):
+        super().__init__(context, settings)
+        ob = context.scene.objects[self.object_name]
+        self.settings, ((g0, g1),) = settings, settings.ranges
+        if g1 < g0 or g1 - g0 + 1 < MIN_RANGE_FRAMES:
+            raise GenerationError(f"Frames {g0}-{g1}: a gap to fill is at least {MIN_RANGE_FRAMES} frames, "
+                                  "first frame before last")
+        self.gap = g0, g1
+        clip_start, clip_end = self._clips(ob, g0, g1)
+        fps = keying.scene_fps(context.scene)
+        context_frames = math.ceil(GAP_CONTEXT_SECONDS * fps)
+        before = range(max(clip_start, g0 - context_frames), g0)
+        after = range(g1 + 1, min(clip_end, g1 + context_frames) + 1)
+        self.gap20 = max(1, round(_to_20fps(g1 - g0 + 2, fps)) - 1)
+        length20 = sum(math.floor(_to_20fps(len(part) - 1, fps) + 1e-6) + 1 for part in (before, after))
+        _check_editable(length20 + self.gap20, [(0, self.gap20)], [self.gap], fps)
+        joints = self._sample(context, ob, [*before, *after])
+        self.before, self.after = joints[:len(before)], joints[len(before):]
+
+    def _clips(self, ob, g0: int, g1: int) -> tuple[int, int]:
+        """First frame of the clip before the gap and last of the clip after it; remembers whether they are keys
+        of the action (self.action_name) or NLA strips (self.action_name None)."""
+        keys = _action_keys(ob)
+        what = f"Frames {g0}-{g1} are no gap between two clips on '{ob.name}'"
+        if keys is not None:
+            action, frames = keys
+            self.action_name = action.name
+            inside = frames[(frames >= g0) & (frames <= g1)]
+            if len(inside):
+                raise GenerationError(f"{what}: its action '{action.name}' has keys at frame {inside.min():g}")
+            if not (frames < g0).any() or not (frames > g1).any():
+                raise GenerationError(f"{what}: its action '{action.name}' is keyed from frame {frames.min():g} to "
+                                      f"{frames.max():g}, not on both sides")
+            return math.ceil(frames.min()), math.floor(frames.max())
+        self.action_name = None
+        strips = [s for track in (ob.animation_data.nla_tracks if ob.animation_data else ()) if not track.mute
+                  for s in track.strips if not s.mute]
+        if not strips:
+            raise GenerationError(f"'{ob.name}' has no animation: a gap lies between keys of its action or between "
+                                  "two NLA strips")
+        before = [s for s in strips if s.frame_end < g0]
+        after = [s for s in strips if s.frame_start > g1]
+        inside = [s for s in strips if s.frame_start <= g1 and s.frame_end >= g0]
+        if inside or not before or not after:
+            raise GenerationError(f"{what}: the NLA strip '{inside[0].name}' plays there" if inside else
+                                  f"{what}: no NLA strip ends before frame {g0} and another starts after {g1}")
+        return (math.ceil(max(before, key=lambda s: s.frame_end).frame_start),
+                math.floor(min(after, key=lambda s: s.frame_start).frame_end))
+
+    def request(self) -> dict:
+        before = keying.resample(self.before[::-1], keying.MOTION_FPS, self.fps)[::-1]  # ends at the gap
+        after = keying.resample(self.after, keying.MOTION_FPS, self.fps)
+        self.before20 = len(before)
+        return dict(self._request(), before=before.astype(np.float32), after=after.astype(np.float32),
+                    gap_frames=self.gap20)
+
+    def finish(self, context) -> list[bpy.types.Action]:
+        """Key the in-between into the action's gap (or a copy's), or as an NLA strip in a track of its own."""
+        ob, _, result = self.result(context)
+        g0, g1 = self.gap
+        frames = g1 - g0 + 1
+        joints = result["motions"][0]["joints"][self.before20 - 1:self.before20 + self.gap20 + 1]
+        edited = keying.resample(joints, keying.MOTION_FPS * (frames + 1) / (self.gap20 + 1))[1:frames + 1]
+        lead_in, lead_out = blending.carried_on(self.before, self.after, frames)
+        pose = self._solve(blending.fade(edited, lead_in, lead_out, round(blending.BLEND_SECONDS * self.fps)))
+        if self.action_name is not None:
+            return [self._splice(ob, pose, g0, [self.gap], self._name(result, f"in-between {g0}-{g1}"))]
+        prompt = self.settings.prompt.strip()[:jobs.PROMPT_IN_NAME]
+        action = keying.write_pose(ob, self.rig, pose, f"In-between {g0}-{g1}" + (f" '{prompt}'" if prompt else "")
+                                   + f" (seed {result['params']['seed']})", g0)
+        track = ob.animation_data.nla_tracks.new()
+        track.name = "MoMask in-between"
+        strip = track.strips.new(action.name, g0, action)
+        strip.extrapolation = "NOTHING"  # plays in the gap only
+        return [action]
+
+    def summary(self, actions) -> str:
+        where = "an NLA strip of its own" if self.action_name is None else f"'{actions[0].name}'"
+        return f"MoMask: filled frames {_text(self.gap)} with an in-between, in {where}"
+
+
+class PromptSequence(jobs.WorkerJob):
+    """A prompt timeline as one continuous motion (worker job `sequence`), keyed as one action with a marker at
+    each segment's start named after its prompt."""
+    kind = "sequence"
+
+    def __init__(self, context, settings: SequenceSettings):
+        if not settings.segments:
+            raise GenerationError("The prompt timeline is empty: add segments (a prompt and its duration)")
+        self.frames = []
+        for i, (prompt, seconds) in enumerate(settings.segments, start=1):
+            if not prompt.strip():
+                raise GenerationError(f"Segment {i} of the prompt timeline has no prompt")
+            self.frames.append(round(seconds * keying.MOTION_FPS))
+            if self.frames[-1] < jobs.MIN_FRAMES:
+                raise GenerationError(f"Segment {i} ('{prompt.strip()}') lasts {seconds:g} s; a segment needs at "
+                                      f"least {jobs.MIN_FRAMES / keying.MOTION_FPS:g} s")
+        if settings.steps < 1:
+            raise GenerationError(f"Steps must be at least 1 (got {settings.steps})")
+        self.settings = settings
+        super().__init__(context)
+
+    def request(self) -> dict:
+        s = self.settings
+        return dict(segments=[[prompt.strip(), frames] for (prompt, _), frames in zip(s.segments, self.frames)],
+                    candidates=1, seed=s.seed, steps=s.steps, cond_scale=s.guidance)
+
+    def finish(self, context) -> list[bpy.types.Action]:
+        """Key the motion as a new action (the armature's new candidate) and mark where each segment starts."""
+        ob, rig, result = self.result(context)
+        s, motion = self.settings, result["motions"][0]
+        fps = keying.scene_fps(context.scene)
+        options = solver.SolveOptions(motion="in place" if s.in_place else "root motion")
+        try:
+            pose = keying.solve_at_fps(rig, motion["joints"], fps, options)
+        except ValueError as err:
+            raise GenerationError(f"The generated motion cannot be put on '{ob.name}': {err}") from None
+        prompts = [prompt.strip() for prompt, _ in s.segments]
+        name = " > ".join(prompts)[:jobs.PROMPT_IN_NAME] + f" (seed {result['params']['seed']})"
+        action = keying.write_pose(ob, rig, pose, name, s.start_frame)
+        jobs.add_candidates(ob, [action])
+        for prompt, start in zip(prompts, motion["segment_starts"]):
+            context.scene.timeline_markers.new(prompt, frame=s.start_frame + round(start * fps / keying.MOTION_FPS))
+        return [action]
+
+    def summary(self, actions) -> str:
+        return (f"MoMask: keyed the prompt timeline ({len(self.frames)} segments, "
+                f"{sum(self.frames) / keying.MOTION_FPS:g} s) as '{actions[0].name}'")
