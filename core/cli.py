@@ -82,14 +82,182 @@ def _train(args):
         print(f"momask train {args.kind}: {out}")
 
 
+def _model_and_encoder(args):
+    """(model directory, models, text encoder): loaded once per command, which takes a few seconds."""
+    import torch
+    from core.checkpoint import load_model_dir, resolve_model_dir
+    from core.text_encoders import get_text_encoder
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    path = resolve_model_dir(args.model)
+    print(f"momask {args.command}: loading the model {path}", file=sys.stderr, flush=True)
+    models = load_model_dir(path, args.device, args.precision)
+    return path, models, get_text_encoder(models.config["text_encoder"]["name"], device=args.device)
+
+
+def _checked_request(args) -> None:
+    """What can be refused before the model loads: outputs, candidates, steps, threads, seed."""
+    from core.motion_export import check_output_path
+    from core.sampling import check_sampling_options
+    for out in args.out:
+        check_output_path(out)
+    check_sampling_options(args.candidates, args.steps, 0.9, 1.0, args.command)
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    if args.seed is None:
+        import secrets
+        args.seed = secrets.randbelow(2 ** 31)
+    elif args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+
+
+def _progress_bar(description: str):
+    """A tqdm bar on stderr and the progress(step, total) callback that drives it."""
+    from tqdm import tqdm
+    bar = tqdm(desc=description, unit="step", file=sys.stderr)
+
+    def progress(step: int, total: int) -> None:
+        bar.total = total
+        bar.update(step - bar.n)
+    return bar, progress
+
+
+def _write_results(args, motions, info: dict) -> None:
+    """Every candidate to every --out file (NAME_k.EXT for several candidates), feet locked if asked."""
+    from tqdm import tqdm
+    from core.motion_export import FPS, candidate_paths, write_motion
+    joints = [m.joints for m in motions]
+    if args.foot_lock:
+        from core.footlock import lock_feet
+        joints = [lock_feet(j, m.contacts, fps=FPS) for j, m in zip(joints, motions)]
+    files = [(path, k) for out in args.out for k, path in enumerate(candidate_paths(out, len(motions)))]
+    for path, k in tqdm(files, desc="writing", unit="file", file=sys.stderr):
+        extra = {"candidate": k + 1} if len(motions) > 1 else {}
+        write_motion(path, joints[k], motions[k].features, motions[k].contacts, {**info, **extra})
+    print("\n".join(str(path) for path, _ in files))
+
+
+def _generate(args):
+    from core.motion_export import FPS
+    from core.sampling import MAX_FRAMES, MIN_FRAMES, generate
+    prompt = args.prompt.strip()
+    if not prompt:
+        raise UserError("the prompt is empty; describe the motion in words, e.g. \"a person walks forward\"")
+    frames = round(args.seconds * FPS) if args.seconds else None
+    if frames is not None and not MIN_FRAMES <= frames <= MAX_FRAMES:
+        raise UserError(f"--seconds {args.seconds:g} is out of range: choose {MIN_FRAMES / FPS:g} to "
+                        f"{MAX_FRAMES / FPS:g} s, or 0 to let the model choose")
+    _checked_request(args)
+    path, models, encoder = _model_and_encoder(args)
+    bar, progress = _progress_bar("generating")
+    with bar:
+        (motions,) = generate(models, encoder, [prompt], None if frames is None else [frames],
+                              candidates=args.candidates, seed=args.seed, steps=args.steps, cond_scale=args.guidance,
+                              progress=progress)
+    print(f"momask generate: {len(motions)} motion(s) of {motions[0].length / FPS:g} s, seed {args.seed}",
+          file=sys.stderr)
+    _write_results(args, motions, {"prompt": prompt, "seed": args.seed, "model": str(path)})
+
+
+def _read_source(path: str):
+    """An inpainting source: .npy of features (T, 263) or joints (T, 22, 3), .npz with either (features first),
+    or any humanoid .bvh (converted to the 22 joints at 20 fps)."""
+    import numpy as np
+    from pathlib import Path
+    ext = Path(path).suffix.lower()
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such file")
+    if ext == ".npy":
+        return np.load(path, allow_pickle=False)
+    if ext == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            for name in ("features", "joints"):
+                if name in data:
+                    return data[name]
+            raise UserError(f"{path}: no 'features' or 'joints' array (it holds: "
+                            f"{', '.join(data.files) or 'nothing'})")
+    if ext == ".bvh":
+        from core.mocap import bvh_to_smpl_joints
+        joints, report = bvh_to_smpl_joints(path)
+        print(f"momask inpaint: {report.splitlines()[0]}", file=sys.stderr)
+        return joints
+    raise UserError(f"{path}: unknown source format {ext or '(no extension)'!r}; use .npy, .npz or .bvh")
+
+
+def _frame_range(text: str) -> tuple[int, int]:
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return int(start), int(stop)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not START:STOP in frames, e.g. 20:60") from None
+
+
+def _inpaint(args):
+    import numpy as np
+    from core.inpainting import check_ranges, inpaint
+    from core.motion_export import FPS
+    source = _read_source(args.source)
+    ranges = check_ranges(args.range, len(source))
+    _checked_request(args)
+    path, models, encoder = _model_and_encoder(args)
+    bar, progress = _progress_bar("inpainting")
+    with bar:
+        motions = inpaint(models, encoder, source, ranges, args.prompt.strip(), candidates=args.candidates,
+                          seed=args.seed, steps=args.steps, cond_scale=args.guidance, progress=progress)
+    print(f"momask inpaint: {len(motions)} motion(s) of {motions[0].length / FPS:g} s, seed {args.seed}",
+          file=sys.stderr)
+    _write_results(args, motions, {"prompt": args.prompt.strip(), "seed": args.seed, "model": str(path),
+                                   "source": str(args.source), "ranges": np.array(ranges)})
+
+
 def _serve(args):
     from core.worker import serve
     serve(args.threads, args.model, args.device, args.precision)
 
 
+OUTPUT_HELP = """output formats (by the --out file's extension):
+  .npy   joint positions (T, 22, 3): metres, y up, facing +z, 20 fps
+  .npz   features (T, 263), joints, contacts (T, 4), prompt, seed, model (and source, ranges when inpainting)
+  .bvh   the 22-joint SMPL template skeleton (momask-codes' bone names), metres, y up, 20 fps
+  .gif   stick-figure preview
+  .mp4   stick-figure preview, where ffmpeg is installed
+With --candidates K > 1 every --out file gets a suffix per candidate: walk.bvh -> walk_1.bvh ... walk_K.bvh."""
+
+
+def _sampling_options() -> argparse.ArgumentParser:
+    """Options generate and inpaint share."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--out", action="append", required=True, metavar="FILE",
+                        help="output file, its format by extension (see below); repeat to write several formats "
+                             "of the same motion")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="random seed: the same seed and options give the same motion (default: a new one, "
+                             "printed)")
+    parser.add_argument("--candidates", type=int, default=1, metavar="K",
+                        help="how many different motions to make (default 1)")
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help="model directory (default: models/default, the shipped model)")
+    parser.add_argument("--steps", type=int, default=10, metavar="N",
+                        help="decoding steps of the masked transformer: more is slower and finer (default 10)")
+    parser.add_argument("--guidance", type=float, default=4.0, metavar="S",
+                        help="classifier-free guidance scale: how closely the motion follows the prompt (default 4)")
+    parser.add_argument("--foot-lock", action="store_true",
+                        help="pin the feet while they stand (two-bone IK on the legs) in every output but the "
+                             ".npz features")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="CPU matrix products of the transformers (default auto: bfloat16 where native)")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="momask", description="MoMask text-to-motion: data, training, evaluation and the Blender worker.")
+        prog="momask", description="MoMask text-to-motion: generating and editing motion, data, training, evaluation "
+                                   "and the worker Blender talks to.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("features", help="joints (T,22,3) -> HumanML3D 263-d features (T-1,263)")
@@ -166,6 +334,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at", type=int, default=None, help="pause after this step (checkpointed; rerun to go on)")
     p.set_defaults(func=_train)
 
+    sampling = _sampling_options()
+    p = sub.add_parser(
+        "generate", parents=[sampling], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="text -> motion, written as .npy, .npz, .bvh, .gif or .mp4 (by the --out file's extension)",
+        description="Generate motion from a prompt with a MoMask model; write it by the extension of each\n"
+                    "--out file.", epilog=OUTPUT_HELP)
+    p.add_argument("prompt", help='what the character does, in words, e.g. "a person waves with the right hand"')
+    p.add_argument("--seconds", type=float, default=4.0, metavar="S",
+                   help="duration in seconds, 0.4 to 9.8 (20 fps); 0 lets the model's length estimator choose "
+                        "(default 4)")
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser(
+        "inpaint", parents=[sampling], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="regenerate frame ranges of a motion (.npy, .npz, .bvh) from a prompt; the rest is kept",
+        description="Regenerate frame ranges of an existing motion under a prompt: frames outside the ranges\n"
+                    "are kept exactly and the edges blend in. Writes by the extension of each --out file.",
+        epilog=OUTPUT_HELP)
+    p.add_argument("source", help="the motion to edit: .npy of joints (T, 22, 3) or features (T, 263) at 20 fps, "
+                                  ".npz written by momask generate/inpaint, or any humanoid .bvh (converted to "
+                                  "the 22 joints at 20 fps)")
+    p.add_argument("prompt", help='what happens inside the ranges; "" for none (the model fills them from the '
+                                  'context)')
+    p.add_argument("--range", action="append", type=_frame_range, required=True, metavar="START:STOP",
+                   help="frames to regenerate, START included, STOP not, counted from 0 at 20 fps; repeat for "
+                        "several ranges")
+    p.set_defaults(func=_inpaint)
+
     from core.worker import options_parser  # stdlib and numpy only; torch comes when the worker starts
     p = sub.add_parser("serve", parents=[options_parser()],
                        help="the worker Blender talks to: JSON lines on stdin/stdout (as python -m core.worker)")
@@ -180,6 +376,12 @@ def main(argv=None) -> int:
     except (UserError, FileNotFoundError, ValueError) as err:
         print(f"momask {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a disk or permission problem: not the input's fault, still no traceback
+        print(f"momask {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"momask {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

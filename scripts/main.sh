@@ -1,22 +1,10 @@
 #!/usr/bin/env bash
-# The main job (sets up first, idempotent): convert a humanoid BVH clip to the 22 SMPL joints, then to
-# MoMask's 263-d features and back, and render a stick-figure preview.
-#   bash scripts/main.sh [CLIP.bvh] [OUT_DIR]
-# Without a clip it uses the SMPL-22 template walk from ../shared/rigs when that folder exists.
+# The main job (sets up first, idempotent): in headless Blender 5.0 the extension is installed from its zip, the
+# built-in MoMask rig (or the character given with --rig) is animated from a prompt with the default model,
+# the scene is saved as out/main_job.blend and previewed as out/main_job.gif (Workbench renders).
+#   bash scripts/main.sh ["PROMPT"] [--rig FILE.fbx|.glb|.gltf|.bvh|.blend] [--out DIR] [--seconds S] [--seed N]
+# Paths are taken from the folder it is called in; scripts/main_job.py --help explains every option.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-CLIP=${1:-../shared/rigs/bvh_smpl22_humanml3d_momask_template.bvh}
-OUT=${2:-out}
-if [ ! -f "$CLIP" ]; then
-  echo "main: no BVH clip at '$CLIP'; run: bash scripts/main.sh YOUR_CLIP.bvh" >&2
-  exit 2
-fi
-mkdir -p "$OUT"
-NAME=$(basename "${CLIP%.*}")
-M=.venv/bin/momask
-$M bvh2joints "$CLIP" "$OUT/$NAME.joints.npy"
-$M features "$OUT/$NAME.joints.npy" "$OUT/$NAME.features.npy"
-$M joints "$OUT/$NAME.features.npy" "$OUT/$NAME.recovered.npy"
-$M render "$OUT/$NAME.features.npy" "$OUT/$NAME.gif" --title "$NAME"
-echo "main: wrote $OUT/$NAME.{joints,features,recovered}.npy and the preview $OUT/$NAME.gif"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+(cd "$ROOT" && bash scripts/setup.sh)
+exec "$ROOT/.venv/bin/python" "$ROOT/scripts/main_job.py" "$@"
