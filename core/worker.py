@@ -99,15 +99,18 @@ class Worker:
     # reader thread
 
     def read_requests(self, stream):
-        """Accept every line of `stream`; at its end (the client went away) cancel the job and stop."""
+        """Accept every line of `stream` up to a shutdown request; at its end (the client went away) cancel the
+        job and stop. Never blocked in a read once shutting down: a thread holding stdin's lock while the
+        interpreter exits aborts it."""
         for line in stream:
-            if line.strip():
-                self.accept(line)
+            if line.strip() and self.accept(line) == "shutdown":
+                return
         self.cancel.set()
         self.jobs.put(None)
 
-    def accept(self, line: bytes | str):
-        """Answer ping, cancel, shutdown and bad requests at once; queue a job unless one is running."""
+    def accept(self, line: bytes | str) -> str | None:
+        """Answer ping, cancel, shutdown and bad requests at once; queue a job unless one is running.
+        Returns "shutdown" for a shutdown request."""
         try:
             request = protocol.loads(line)
         except ValueError as err:
@@ -123,6 +126,7 @@ class Worker:
         elif kind == "shutdown":
             self.cancel.set()
             self.jobs.put(None)
+            return "shutdown"
         elif kind in protocol.JOB_TYPES:
             with self.lock:
                 if self.busy is not None:

@@ -303,3 +303,19 @@ def test_a_worker_that_cannot_start_or_is_out_of_date_gives_a_clear_error():
             client.request("ping").wait(30)
     with pytest.raises(WorkerError, match="cannot start the MoMask worker `/nonexistent/python -m core.worker"):
         WorkerClient(default_worker_command("/nonexistent/python")).request("ping")
+
+
+def test_shutdown_ends_the_worker_cleanly_while_its_stdin_stays_open():
+    """The client sends shutdown and keeps its end of the pipe open: the worker must exit 0, not abort in
+    interpreter teardown with its reader thread blocked on stdin."""
+    worker = subprocess.Popen(WORKER, cwd=EXTENSION_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        assert protocol.loads(worker.stdout.readline())["event"] == "ready"
+        worker.stdin.write(b'{"id": 1, "type": "ping"}\n{"id": 2, "type": "shutdown"}\n')
+        worker.stdin.flush()
+        assert protocol.loads(worker.stdout.readline())["payload"]["pong"] is True
+        assert worker.wait(timeout=60) == 0, worker.stderr.read().decode()[-2000:]
+    finally:
+        worker.kill()
+        worker.stdin.close()
