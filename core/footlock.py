@@ -30,15 +30,19 @@ _LEGS = [tuple(JOINT_INDEX[f"{side}_{j}"] for j in ("hip", "knee", "ankle", "foo
 _CHANNEL = {joint: k for k, joint in enumerate(FOOT_CONTACT_JOINTS)}
 
 
+def checked_contacts(contacts, frames: int) -> np.ndarray:
+    """(frames, 4) bool foot contacts (FOOT_CONTACT_JOINTS order) from bools or 0..1 values; ValueError for
+    another shape."""
+    contacts = np.asarray(contacts)
+    if contacts.shape != (frames, len(FOOT_CONTACT_JOINTS)):
+        raise ValueError(f"foot contacts must be ({frames}, {len(FOOT_CONTACT_JOINTS)}) for {frames} frames "
+                         f"(l_ankle, l_foot, r_ankle, r_foot), got {contacts.shape}")
+    return contacts > 0.5
+
+
 def _checked(joints, contacts=None) -> tuple[np.ndarray, np.ndarray | None]:
     joints = solver.checked_joints(joints)
-    if contacts is not None:
-        contacts = np.asarray(contacts)
-        if contacts.shape != (len(joints), len(FOOT_CONTACT_JOINTS)):
-            raise ValueError(f"contacts must be ({len(joints)}, {len(FOOT_CONTACT_JOINTS)}) for {len(joints)} "
-                             f"frames (l_ankle, l_foot, r_ankle, r_foot), got {contacts.shape}")
-        contacts = contacts > 0.5
-    return joints, contacts
+    return joints, None if contacts is None else checked_contacts(contacts, len(joints))
 
 
 def _horizontal_speed(positions: np.ndarray, fps: float) -> np.ndarray:

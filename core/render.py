@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
 from core.features import foot_contacts, recover_from_ric
+from core.footlock import checked_contacts
 from core.skeleton import FOOT_CONTACT_JOINTS, JOINT_NAMES, KINEMATIC_CHAINS, NUM_JOINTS
 
 # Left and right in clearly different colours, so a mirrored motion is visible at a glance.
@@ -54,11 +55,10 @@ def _validated(joints, contacts, source: str):
     if bad.any():
         raise ValueError(f"{source}: joint positions are not finite in frame {int(np.argmax(bad))}")
     if contacts is not None:
-        contacts = np.asarray(contacts)
-        if contacts.shape != (len(joints), len(FOOT_CONTACT_JOINTS)):
-            raise ValueError(f"{source}: expected foot contacts of shape ({len(joints)}, "
-                             f"{len(FOOT_CONTACT_JOINTS)}), got {contacts.shape}")
-        contacts = contacts > 0.5
+        try:
+            contacts = checked_contacts(contacts, len(joints))
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
     return joints, contacts
 
 

@@ -102,7 +102,7 @@ def test_bad_joints_are_refused(tmp_path, joints, message):
 
 
 def test_contacts_of_the_wrong_shape_are_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"foot contacts of shape \(4, 4\), got \(4, 2\)"):
+    with pytest.raises(ValueError, match=r"foot contacts must be \(4, 4\) for 4 frames .*got \(4, 2\)"):
         render_joints(walking_motion(4), tmp_path / "bad.gif", contacts=np.ones((4, 2)))
 
 
