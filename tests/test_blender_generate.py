@@ -220,12 +220,15 @@ def start_modal(settings_args, reports):
                                  report=lambda kind, text: reports.append((kind, text)))
 
 
+def start_long_generation():
+    """A keyed rig, the scene's snapshot, and a long modal generation started on it (2,000 steps)."""
+    keyed_armature(add_rig())
+    before, reports = snapshot(), []
+    return start_modal(("a person runs", 9.8, 2, 1, 4.0, 2000, 1, False), reports), before, reports
+
+
 def test_escape_cancels_halfway_and_changes_nothing(scene, model_prefs):
-    ob = add_rig()
-    keyed_armature(ob)
-    before = snapshot()
-    reports = []
-    op = start_modal(("a person runs", 9.8, 2, 1, 4.0, 2000, 1, False), reports)
+    op, before, reports = start_long_generation()
     deadline = time.monotonic() + 30
     while op._generation.job.progress == 0 and time.monotonic() < deadline:
         op._generation.poll()
@@ -239,11 +242,7 @@ def test_escape_cancels_halfway_and_changes_nothing(scene, model_prefs):
 
 
 def test_killed_worker_is_a_message_and_the_next_request_restarts_it(scene, model_prefs):
-    ob = add_rig()
-    keyed_armature(ob)
-    before = snapshot()
-    reports = []
-    op = start_modal(("a person runs", 9.8, 2, 1, 4.0, 2000, 1, False), reports)
+    op, before, reports = start_long_generation()
     deadline = time.monotonic() + 30
     while worker().ready is None and time.monotonic() < deadline:
         time.sleep(0.01)
