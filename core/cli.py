@@ -38,8 +38,17 @@ def _bvh2joints(args):
 
 
 def _prepare_data(args):
-    from core.dataset.prepare import prepare_data
-    prepare_data(args.archive, args.out, workers=args.workers, force=args.force)
+    if args.bvh_dir is None:
+        if args.captions is not None:
+            raise UserError("--captions goes with --bvh-dir (the folder of BVH files it captions)")
+        from core.dataset.prepare import prepare_data
+        prepare_data(args.archive, args.out or "data/bandai", workers=args.workers, force=args.force)
+        return
+    missing = [option for option, value in (("--captions FILE", args.captions), ("--out DIR", args.out)) if not value]
+    if missing:
+        raise UserError(f"--bvh-dir needs {' and '.join(missing)}")
+    from core.dataset.bvh_folder import prepare_bvh_folder
+    prepare_bvh_folder(args.bvh_dir, args.captions, args.out, workers=args.workers, force=args.force)
 
 
 def _render(args):
@@ -226,6 +235,18 @@ OUTPUT_HELP = """output formats (by the --out file's extension):
 With --candidates K > 1 every --out file gets a suffix per candidate: walk.bvh -> walk_1.bvh ... walk_K.bvh."""
 
 
+CAPTIONS_HELP = """captions file (by extension; read by core.dataset.bvh_folder):
+  .csv    a header row "file,caption", then one row per caption; a clip with several captions has several
+          rows; quote a caption that holds a comma:
+            file,caption
+            walks/slow.bvh,a person walks slowly forward
+            walks/slow.bvh,"someone strolls ahead, then stops"
+  .jsonl  one JSON object per line:
+            {"file": "walks/slow.bvh", "captions": ["a person walks slowly forward", "someone strolls"]}
+"file" is the BVH's path relative to --bvh-dir, with forward slashes. Every .bvh under the folder needs a
+caption. Mirrored copies of the clips get their captions with left and right swapped."""
+
+
 def _sampling_options() -> argparse.ArgumentParser:
     """Options generate and inpaint share."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -280,10 +301,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metres per file unit (default: detected from the skeleton's height)")
     p.set_defaults(func=_bvh2joints)
 
-    p = sub.add_parser("prepare-data", help="convert the Bandai-Namco mocap archive into the training dataset")
-    p.add_argument("--archive", default=None,
-                   help="bandai-namco-motion.tar.xz (default: ../shared/data/bandai-namco-motion.tar.xz)")
-    p.add_argument("--out", default="data/bandai", help="dataset directory (default: data/bandai)")
+    p = sub.add_parser(
+        "prepare-data", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="convert mocap into a training dataset: the Bandai-Namco archive, or a folder of BVH files with "
+             "captions",
+        description="Convert mocap into a training dataset (SMPL-22 joints at 20 fps, 263-d features, mirrored\n"
+                    "copies, splits, statistics): the Bandai-Namco archive (captions generated from its labels),\n"
+                    "or with --bvh-dir any humanoid BVH files and a captions file. A second run with the same\n"
+                    "inputs is a no-op.", epilog=CAPTIONS_HELP)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--archive", default=None,
+                        help="bandai-namco-motion.tar.xz (default: ../shared/data/bandai-namco-motion.tar.xz)")
+    source.add_argument("--bvh-dir", default=None, metavar="DIR",
+                        help="a folder of .bvh files (sub-folders included), each captioned in --captions")
+    p.add_argument("--captions", default=None, metavar="FILE",
+                   help="with --bvh-dir: .csv or .jsonl mapping each BVH's path relative to DIR to one or more "
+                        "captions (format below)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="dataset directory (default with --archive: data/bandai; required with --bvh-dir)")
     p.add_argument("--workers", type=int, default=None, help="processes to convert with (default: all cores)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
     p.set_defaults(func=_prepare_data)

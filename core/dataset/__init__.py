@@ -5,8 +5,11 @@ Layout of a dataset directory (all arrays float32, clips concatenated in index o
   is rows [start, start + length) of both. The mirrored rows are the features of the mirrored joints.
 - joints.npy (frames, 22, 3): the SMPL-22 joints the features were computed from (metres, y up, 20 fps, before
   HumanML3D's re-targeting); a clip has length + 1 frames from joint_start.
-- index.json: fps and per clip name, dataset, content, style, split, start, length, joint_start and the
-  captions generated at preparation (fixed seed per clip).
+- index.json: fps and per clip name, dataset, content, style, split, start, length, joint_start and its
+  captions. Bandai-Namco clips (dataset 1, 2) have content and style labels and captions generated from them
+  at preparation (fixed seed per clip); clips of a BVH folder (dataset FREE_TEXT_DATASET) have the captions
+  given with them, their first caption as content (so that clips described alike share a group), style ""
+  and their file's path relative to the folder.
 - splits/{train,val,test}.txt: clip names, each followed by its mirrored copy "M<name>" (HumanML3D's naming);
   a mirrored copy is always in its source clip's split.
 - mean.npy, std.npy: MoMask's statistics of the train split and its mirrors (what the networks normalise with);
@@ -27,6 +30,7 @@ CLIP_INDEX, MANIFEST, SPLIT_DIR = "index.json", "manifest.json", "splits"
 MEAN, STD, MEAN_RAW, STD_RAW = "mean.npy", "std.npy", "mean_raw.npy", "std_raw.npy"
 SPLITS = ("train", "val", "test")
 MIRROR_PREFIX = "M"
+FREE_TEXT_DATASET = 0  # clips that came with their own captions instead of labels
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,13 @@ class ClipDataset:
                     mirrored=mirrored)
 
     def fresh_caption(self, i: int, rng: np.random.Generator) -> str:
-        """A newly generated caption of sample i's labels (side already mirrored), for caption augmentation."""
-        return make_caption(self.content(i), self._records[i]["style"], rng)
+        """A caption of sample i (side already mirrored) for caption augmentation: newly generated from its
+        labels, or drawn from its own captions where it came with free text."""
+        record = self._records[i]
+        if record["dataset"] == FREE_TEXT_DATASET:
+            caption = record["captions"][rng.integers(len(record["captions"]))]
+            return mirror_caption(caption) if self._is_mirror(i) else caption
+        return make_caption(self.content(i), record["style"], rng)
 
 
 def load_dataset(path, split: str, mirror: bool = True) -> ClipDataset:

@@ -5,7 +5,8 @@ joints at 20 fps, their 263-d features and those of the mirrored motion. A clip 
 converts, its JSON annotation agrees with its file name and it lasts at least MIN_FRAMES; every member
 that fails is named in the summary and the rest still converts. The output layout is described in
 core.dataset; a manifest of the archive's size and mtime and of the conversion code makes a second run a
-no-op.
+no-op. The steps after reading (conversion, collecting, splits, statistics, manifest) are shared with
+core.dataset.bvh_folder, which prepares a folder of BVH files with free-text captions.
 """
 import hashlib
 import importlib
@@ -55,7 +56,7 @@ CONVERSION_MODULES = ("core.bvh", "core.bonemap", "core.mocap", "core.skeleton",
 _CLIP_NAME = re.compile(r"dataset-(\d+)_([^_]+)_([^_]+)_(\d+)")
 
 
-def _convert(member: str, data: bytes):
+def convert_bvh(member: str, data: bytes):
     """Worker: BVH bytes -> ("ok", joints, features, mirrored features) as float32, ("short", frames) or
     ("error", message)."""
     try:
@@ -70,10 +71,10 @@ def _convert(member: str, data: bytes):
     return "ok", joints.astype(np.float32), features.astype(np.float32), mirrored.astype(np.float32)
 
 
-def code_version() -> str:
+def code_version(modules: tuple[str, ...] = CONVERSION_MODULES) -> str:
     """Hash of the source of every module the conversion runs."""
     digest = hashlib.sha256()
-    for name in CONVERSION_MODULES:
+    for name in modules:
         digest.update(Path(importlib.import_module(name).__file__).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -145,7 +146,7 @@ def _read_archive(archive: Path, pool: Pool, problems: list[str]):
                 data = tar.extractfile(member).read()
                 where = f"after member {member.name}"
                 if path.suffix == ".bvh":
-                    jobs[path.stem] = (member.name, pool.apply_async(_convert, (member.name, data), callback=done))
+                    jobs[path.stem] = (member.name, pool.apply_async(convert_bvh, (member.name, data), callback=done))
                     bar.total += 1
                 elif path.suffix == ".json":
                     annotations[path.stem] = (member.name, data)
@@ -186,11 +187,12 @@ def _check_labels(stem: str, annotation, cfg: dict) -> tuple[int, str, str]:
     return dataset, content, style
 
 
-def write_dataset(out: Path, clips: list[dict], arrays: dict) -> dict:
-    """Concatenate the clips' arrays into the dataset files; splits, index and statistics."""
+def write_dataset(out: Path, clips: list[dict], arrays: dict, strata: list | None = None) -> dict:
+    """Concatenate the clips' arrays into the dataset files; splits, index and statistics. `strata`: what
+    assign_splits stratifies by, per clip (default: its (dataset, content, style) labels)."""
     for filename in (JOINTS, FEATURES, FEATURES_MIRRORED):
         np.save(out / filename, np.concatenate(arrays[filename]))
-    splits = assign_splits([(c["dataset"], c["content"], c["style"]) for c in clips])
+    splits = assign_splits(strata or [(c["dataset"], c["content"], c["style"]) for c in clips])
     (out / SPLIT_DIR).mkdir(exist_ok=True)
     for split in SPLITS:
         names = [c["name"] for c, s in zip(clips, splits) if s == split]
@@ -206,12 +208,68 @@ def write_dataset(out: Path, clips: list[dict], arrays: dict) -> dict:
     return dict(Counter(splits))
 
 
-def _cached(out: Path, fingerprint: dict) -> dict | None:
+class ConvertedClips:
+    """The clips kept so far, their arrays in index order, and what was skipped and why."""
+
+    def __init__(self):
+        self.clips: list[dict] = []
+        self.arrays: dict[str, list[np.ndarray]] = {JOINTS: [], FEATURES: [], FEATURES_MIRRORED: []}
+        self.too_short: list[str] = []
+        self.problems: list[str] = []
+        self._rows = self._joint_rows = 0
+        self.started = time.perf_counter()
+
+    def add(self, source: str, name: str, result: tuple, labels: dict, captions) -> None:
+        """Keep clip `name` if its convert_bvh `result` is good (its record: labels, rows, `captions()`), else
+        note why not under `source`, the file the problem is in."""
+        status, *payload = result
+        if status == "error":  # conversion messages start with the source's name already
+            self.problems.append(f"{source}: skipped: {payload[0].removeprefix(source).lstrip(', :')}")
+            return
+        if status == "short":
+            self.too_short.append(f"{name} ({payload[0]} frames)")
+            return
+        joints, features, mirrored = payload
+        self.clips.append({"name": name, **labels, "start": self._rows, "length": len(features),
+                           "joint_start": self._joint_rows, "captions": captions()})
+        self._rows, self._joint_rows = self._rows + len(features), self._joint_rows + len(joints)
+        for key, values in ((JOINTS, joints), (FEATURES, features), (FEATURES_MIRRORED, mirrored)):
+            self.arrays[key].append(values)
+
+
+def up_to_date(out: Path, fingerprint: dict, force: bool) -> dict | None:
+    """The manifest in `out` if it was built from what `fingerprint` describes (and not `force`), else None."""
+    if force:
+        return None
     try:
         manifest = json.loads((out / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    return manifest if manifest.get("fingerprint") == fingerprint else None
+    if manifest.get("fingerprint") != fingerprint:
+        return None
+    print(f"cache up to date: {manifest['clips']} clips in {out}")
+    return manifest
+
+
+def start_dataset(out: Path) -> None:
+    """Make `out` and drop its manifest: the dataset is incomplete until a new one is written."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+
+
+def finish_dataset(out: Path, converted: ConvertedClips, source: dict, where: str | Path,
+                   strata: list | None = None) -> dict:
+    """Write the dataset and then its manifest (`source`: the fingerprint and what was read); returns the
+    manifest. Raises, naming `where` and every problem, when no clip converted."""
+    if not converted.clips:
+        raise ValueError(f"{where}: no clip could be converted:\n  " + "\n  ".join(converted.problems))
+    manifest = {**source, "clips": len(converted.clips),
+                "splits": write_dataset(out, converted.clips, converted.arrays, strata),
+                "too_short": converted.too_short, "problems": converted.problems,
+                "seconds": round(time.perf_counter() - converted.started, 1)}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    print(_report(manifest, out))
+    return manifest
 
 
 def _report(manifest: dict, out: Path) -> str:
@@ -228,46 +286,23 @@ def prepare_data(archive=None, out="data/bandai", workers: int | None = None, fo
     """Convert the archive into `out` unless its manifest says it is up to date; returns the manifest."""
     archive, out = _resolve_archive(archive), Path(out)
     fingerprint = _fingerprint(archive)
-    manifest = None if force else _cached(out, fingerprint)
+    manifest = up_to_date(out, fingerprint, force)
     if manifest is not None:
-        print(f"cache up to date: {manifest['clips']} clips in {out}")
         return manifest
-    start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)  # the dataset is incomplete until a new one is written
-    problems: list[str] = []
+    converted = ConvertedClips()
+    start_dataset(out)
     with Pool(workers) as pool:  # None: one process per core
-        results, annotations, cfg = _read_archive(archive, pool, problems)
-    clips, arrays, too_short = [], {JOINTS: [], FEATURES: [], FEATURES_MIRRORED: []}, []
-    row, joint_row = 0, 0
+        results, annotations, cfg = _read_archive(archive, pool, converted.problems)
     for stem in sorted(results):
-        member, (status, *payload) = results[stem]
+        member, result = results[stem]
         try:
             dataset, content, style = _check_labels(stem, annotations.get(stem), cfg)
         except ValueError as err:
-            problems.append(f"{member}: skipped: {err}")
+            converted.problems.append(f"{member}: skipped: {err}")
             continue
-        if status == "error":  # conversion messages start with the member's name already
-            problems.append(f"{member}: skipped: {payload[0].removeprefix(member).lstrip(', :')}")
-            continue
-        if status == "short":
-            too_short.append(f"{stem} ({payload[0]} frames)")
-            continue
-        joints, features, mirrored = payload
         rng = np.random.default_rng([CAPTION_SEED, zlib.crc32(stem.encode())])
-        clips.append({"name": stem, "dataset": dataset, "content": content, "style": style, "start": row,
-                      "length": len(features), "joint_start": joint_row,
-                      "captions": captions_for(content, style, CAPTIONS_PER_CLIP, rng)})
-        row, joint_row = row + len(features), joint_row + len(joints)
-        for key, values in ((JOINTS, joints), (FEATURES, features), (FEATURES_MIRRORED, mirrored)):
-            arrays[key].append(values)
-    problems += [f"{member}: skipped: no {stem}.bvh in the archive for this annotation"
-                 for stem, (member, _) in sorted(annotations.items()) if stem not in results]
-    if not clips:
-        raise ValueError(f"{archive}: no clip could be converted:\n  " + "\n  ".join(problems))
-    manifest = {"fingerprint": fingerprint, "archive": str(archive), "clips": len(clips),
-                "splits": write_dataset(out, clips, arrays), "too_short": too_short, "problems": problems,
-                "seconds": round(time.perf_counter() - start, 1)}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    print(_report(manifest, out))
-    return manifest
+        converted.add(member, stem, result, {"dataset": dataset, "content": content, "style": style},
+                      lambda: captions_for(content, style, CAPTIONS_PER_CLIP, rng))
+    converted.problems += [f"{member}: skipped: no {stem}.bvh in the archive for this annotation"
+                           for stem, (member, _) in sorted(annotations.items()) if stem not in results]
+    return finish_dataset(out, converted, {"fingerprint": fingerprint, "archive": str(archive)}, archive)
