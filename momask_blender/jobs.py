@@ -193,20 +193,16 @@ class Generation(WorkerJob):
         s, seed = self.settings, result["params"]["seed"]
         options = solver.SolveOptions(motion="in place" if s.in_place else "root motion",
                                       horizontal_on=s.travel_on.lower())
-        control = rigify.control_rig(ob, rig)  # a generated Rigify rig: solved on a proxy, baked onto its controls
-        solved = control.proxy if control is not None else rig
+        keyer = rigify.keyer(ob, rig)  # a generated Rigify rig: solved on a proxy, baked onto its controls
         try:  # every candidate solved before the first key is written
-            poses = [keying.solve_at_fps(solved, motion["joints"], keying.scene_fps(context.scene), options,
+            poses = [keying.solve_at_fps(keyer.solved, motion["joints"], keying.scene_fps(context.scene), options,
                                          foot_lock=s.foot_lock, contacts=motion.get("contacts"))
                      for motion in result["motions"][0]]
         except ValueError as err:
             raise GenerationError(f"The generated motion cannot be put on '{ob.name}': {err}") from None
         names = [f"{s.prompt.strip()[:PROMPT_IN_NAME]} (seed {seed}" + (
             f", {k + 1} of {len(poses)})" if len(poses) > 1 else ")") for k in range(len(poses))]
-        if control is not None:
-            actions = control.bake(context, ob, poses, names, s.start_frame)
-        else:
-            actions = [keying.write_pose(ob, rig, pose, name, s.start_frame) for pose, name in zip(poses, names)]
+        actions = keyer.key(context, ob, poses, names, s.start_frame)
         add_candidates(ob, actions)
         return actions
 

@@ -32,6 +32,11 @@ def resample(values: np.ndarray, fps: float, source_fps: float = MOTION_FPS) -> 
     return (1 - weight) * values[below] + weight * values[above]
 
 
+def contacts_at_fps(contacts: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 4) foot contacts at MOTION_FPS -> (N, 4) bool at fps, as resample times the joints."""
+    return resample(np.asarray(contacts, dtype=np.float64), fps) > 0.5
+
+
 def _keyed_bones(rig: solver.RigDescription) -> list[int]:
     """The bones the solver poses: the mapped ones and every bone above them (at rest when unmapped)."""
     mapped = set(rig.bone_of.values())
@@ -81,7 +86,7 @@ def solve_at_fps(rig: solver.RigDescription, joints: np.ndarray, fps: float, opt
         if contacts.shape != (len(joints), len(skeleton.FOOT_CONTACT_JOINTS)):
             raise ValueError(f"foot contacts must be ({len(joints)}, {len(skeleton.FOOT_CONTACT_JOINTS)}) for "
                              f"{len(joints)} frames, got {contacts.shape}")
-        contacts = resample(contacts, fps) > 0.5
+        contacts = contacts_at_fps(contacts, fps)
     return footlock.solve_locked(rig, resample(joints, fps), contacts, fps, options)[0]
 
 

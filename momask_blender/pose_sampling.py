@@ -29,11 +29,13 @@ def to_motion_space(joints: np.ndarray, placement: np.ndarray) -> np.ndarray:
 
 
 def evaluated_joints(scene, ob, rig: solver.RigDescription, frames) -> np.ndarray:
-    """(F, 22, 3) world-space joints of armature `ob` as Blender evaluates it at each of `frames`; the scene goes
-    back to its own frame afterwards."""
+    """(F, 22, 3) world-space joints of armature `ob` as Blender evaluates it at each of `frames`, through the
+    bone map of `rig` (read_rig's, or a description of some of its bones: a Rigify rig's proxy reads the ORG
+    bones, which carry the deforming skeleton whether the limbs follow IK or FK); the scene goes back to its own
+    frame afterwards."""
     frames = list(frames)
     bones = ob.pose.bones
-    weights = rig.bone_map.weights[:, [rig.names.index(bone.name) for bone in bones]]
+    index = [bones.find(name) for name in rig.names]
     heads = np.empty((len(frames), len(bones), 3), dtype=np.float32)
     current, subframe = scene.frame_current, scene.frame_subframe
     try:
@@ -43,4 +45,4 @@ def evaluated_joints(scene, ob, rig: solver.RigDescription, frames) -> np.ndarra
     finally:
         scene.frame_set(current, subframe=subframe)
     world = rig.world_matrix
-    return weights @ (heads @ world[:3, :3].T + world[:3, 3])
+    return rig.bone_map.weights @ (heads[:, index] @ world[:3, :3].T + world[:3, 3])

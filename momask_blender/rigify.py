@@ -8,8 +8,10 @@ ORG bones' rest geometry (the deforming skeleton's) in the SMPL hierarchy, with 
 control's rest place. Each control copies its proxy child (world-space Copy Transforms), and Blender's visual
 bake (bpy_extras.anim_utils.bake_action, what bpy.ops.nla.bake runs, with visual keying and constraints kept)
 keys the controls from what the rig evaluates. Arms and legs are switched to FK (IK_FK = 1, keyed) for the
-range. The proxy and the constraints added are removed afterwards. The metarig and a DEF-bones-only export have
-no mechanism: the bone map's metarig and rigify_def presets key them directly, like any rig."""
+range. The proxy and the constraints added are removed afterwards, and the pose the bake leaves on the controls
+and switches is put back (a channel the animation does not drive keeps its value). The metarig and a
+DEF-bones-only export have no mechanism: the bone map's metarig and rigify_def presets key them directly, like
+any rig; `keyer` picks the way for any armature."""
 from dataclasses import dataclass
 
 import bpy
@@ -32,6 +34,7 @@ HELD_AT_REST = ("hips", "chest")
 FK_SWITCHES = tuple(f"{limb}_parent.{side}" for limb in ("thigh", "upper_arm") for side in "LR")
 IK_FK, FK = "IK_FK", 1.0
 PROXY = "MoMask proxy"  # the proxy object, armature and constraints
+_CHANNELS = ("location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle", "scale")
 _BAKE = anim_utils.BakeOptions(only_selected=True, do_pose=True, do_object=False, do_visual_keying=True,
                                do_constraint_clear=False, do_parents_clear=False, do_clean=False, do_location=True,
                                do_rotation=True, do_scale=False, do_bbone=False, do_custom_props=False)
@@ -45,44 +48,55 @@ class ControlRig:
     followers: tuple[str, ...]  # the controls, each copying the proxy bone of its name (root: the proxy's own)
     switches: tuple[str, ...]  # the rig's IK/FK switch bones
 
-    def bake(self, context, ob, poses: list[solver.RigPose], names: list[str], start_frame: int) -> list:
-        """One new action per pose keying the controls from start_frame (frame per pose frame); nothing assigned,
-        the rig's constraints, selection and action as they were."""
+    def bake(self, context, ob, poses: list[solver.RigPose], names: list[str], start_frame: int,
+             switch_frames=()) -> list:
+        """One new action per pose keying the controls from start_frame (frame per pose frame) and the IK/FK
+        switches to FK at switch_frames (default: the first and last frame; a range spliced out of the action
+        needs its own ends); nothing assigned, the rig's constraints, selection, pose and action as they were."""
         proxy_ob = _build_proxy(context, ob, self.proxy)
         bones = ob.pose.bones
         selected = {bone.name for bone in bones if bone.select}
+        keyed = [*self.followers, *(name for name in HELD_AT_REST if name in bones)]
+        pose_before = {name: [tuple(getattr(bones[name], channel)) for channel in _CHANNELS] for name in keyed}
+        switches_before = {name: bones[name].get(IK_FK) for name in self.switches}
         animation = ob.animation_data_create()
-        previous = animation.action, animation.action_slot
+        previous = animation.action, animation.action_slot, animation.action_blend_type  # the bake sets REPLACE
         added = []
         try:
             for name in self.followers:
                 constraint = bones[name].constraints.new("COPY_TRANSFORMS")
                 constraint.name, constraint.target, constraint.subtarget = PROXY, proxy_ob, name
                 added.append((bones[name], constraint))
-            keyed = set(self.followers).union(name for name in HELD_AT_REST if name in bones)
             for bone in bones:
                 bone.select = bone.name in keyed
-            return [self._bake_pose(ob, proxy_ob, pose, name, start_frame) for pose, name in zip(poses, names)]
+            return [self._bake_pose(ob, proxy_ob, pose, name, start_frame, switch_frames)
+                    for pose, name in zip(poses, names)]
         finally:
             for bone, constraint in added:
                 bone.constraints.remove(constraint)
             for bone in bones:
                 bone.select = bone.name in selected
-            animation.action = previous[0]
+            for name, values in pose_before.items():
+                for channel, value in zip(_CHANNELS, values):
+                    setattr(bones[name], channel, value)
+            for name, value in switches_before.items():
+                if value is not None:
+                    bones[name][IK_FK] = value
+            animation.action, animation.action_blend_type = previous[0], previous[2]
             if previous[0] is not None:
                 animation.action_slot = previous[1]
             armature = proxy_ob.data
             bpy.data.objects.remove(proxy_ob)
             bpy.data.armatures.remove(armature)
 
-    def _bake_pose(self, ob, proxy_ob, pose: solver.RigPose, name: str, start_frame: int):
+    def _bake_pose(self, ob, proxy_ob, pose: solver.RigPose, name: str, start_frame: int, switch_frames):
         proxy_action = keying.write_pose(proxy_ob, self.proxy, pose, name + " (proxy)", start_frame)
         keying.assign_action(proxy_ob, proxy_action)
         action = bpy.data.actions.new(name)
         slot = action.slots.new(id_type="OBJECT", name=ob.name)
         channelbag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
         frames = range(start_frame, start_frame + len(pose.rotations))
-        ends = sorted({frames[0], frames[-1]})
+        ends = sorted(set(switch_frames) or {frames[0], frames[-1]})
         for switch in self.switches:  # FK for the keyed range
             curve = channelbag.fcurves.new(f'pose.bones["{switch}"]["{IK_FK}"]', group_name=switch)
             curve.keyframe_points.add(len(ends))
@@ -97,6 +111,31 @@ class ControlRig:
         finally:
             bpy.data.actions.remove(proxy_action)
         return action
+
+
+@dataclass(frozen=True, eq=False)
+class Keyer:
+    """How solved poses go onto an armature: solved on `solved` (the rig itself, or a generated Rigify rig's
+    proxy) and written as new actions by key()."""
+    rig: solver.RigDescription
+    control: ControlRig | None
+
+    @property
+    def solved(self) -> solver.RigDescription:
+        return self.control.proxy if self.control is not None else self.rig
+
+    def key(self, context, ob, poses: list[solver.RigPose], names: list[str], start_frame: int,
+            switch_frames=()) -> list:
+        """One new action per pose from start_frame (nothing assigned): baked onto a control rig's controls
+        (switch_frames: see ControlRig.bake), else keying the solved bones directly."""
+        if self.control is not None:
+            return self.control.bake(context, ob, poses, names, start_frame, switch_frames)
+        return [keying.write_pose(ob, self.rig, pose, name, start_frame) for pose, name in zip(poses, names)]
+
+
+def keyer(ob, rig: solver.RigDescription) -> Keyer:
+    """The way poses go onto armature `ob` (read_rig gave `rig`): through control_rig where it is one."""
+    return Keyer(rig, control_rig(ob, rig))
 
 
 def control_rig(ob, rig: solver.RigDescription) -> ControlRig | None:

@@ -1,16 +1,17 @@
 """Timeline editing on the active armature, as operators (also the Python API) and a panel under MoMask's:
 
 `bpy.ops.momask.regenerate_range(prompt="...", frame_start=..., frame_end=..., ranges="", in_place=False,
-seed=0, guidance=4.0, steps=10)` regenerates frames frame_start..frame_end (inclusive) and every further range
-written in `ranges` ("50-70, 90-99"); `bpy.ops.momask.fill_gap(prompt="", frame_start=..., frame_end=...)` fills
-the gap between two clips (its first and last frame); `bpy.ops.momask.generate_sequence(seed=0, ...)` keys the
-scene's prompt timeline (Scene.momask_timeline.segments) as one action. A range left out (frame_start and
-frame_end not given) is the scene's preview range when one is set. Like generate, they run modally under
-INVOKE and block under EXEC, and change nothing when the request is refused."""
+seed=0, guidance=4.0, steps=10, foot_lock=True)` regenerates frames frame_start..frame_end (inclusive) and every
+further range written in `ranges` ("50-70, 90-99"); `bpy.ops.momask.fill_gap(prompt="", frame_start=...,
+frame_end=...)` fills the gap between two clips (its first and last frame); `bpy.ops.momask.generate_sequence(
+seed=0, ...)` keys the scene's prompt timeline (Scene.momask_timeline.segments) as one action. A range left out
+(frame_start and frame_end not given) is the scene's preview range when one is set. All three plant the feet
+of what they make unless foot_lock=False (the panel passes the main section's Lock Feet). Like generate, they
+run modally under INVOKE and block under EXEC, and change nothing when the request is refused."""
 import bpy
 
 from . import jobs, timeline_jobs
-from .operators import WorkerJobOperator
+from .operators import GenerateProperties, WorkerJobOperator
 
 
 class MOMASK_PG_segment(bpy.types.PropertyGroup):
@@ -47,6 +48,7 @@ class EditProperties:
                                       description="How closely the motion follows the prompt")
     steps: bpy.props.IntProperty(name="Steps", default=10, soft_min=1, soft_max=50,
                                  description="Decoding steps of the masked transformer")
+    foot_lock: GenerateProperties.__annotations__["foot_lock"]
 
 
 def _frames(op, context) -> tuple[int, int]:
@@ -60,7 +62,7 @@ def _frames(op, context) -> tuple[int, int]:
 
 
 def _edit_settings(op, ranges) -> timeline_jobs.EditSettings:
-    return timeline_jobs.EditSettings(op.prompt, ranges, op.in_place, op.seed, op.guidance, op.steps)
+    return timeline_jobs.EditSettings(op.prompt, ranges, op.in_place, op.seed, op.guidance, op.steps, op.foot_lock)
 
 
 class MOMASK_OT_regenerate_range(EditProperties, WorkerJobOperator, bpy.types.Operator):
@@ -104,12 +106,13 @@ class MOMASK_OT_generate_sequence(WorkerJobOperator, bpy.types.Operator):
                                        description="First keyed frame (scripts: the current frame when not given)")
     in_place: bpy.props.BoolProperty(name="In Place", default=False,
                                      description="Remove the horizontal travel (turns are kept); off: root motion")
+    foot_lock: GenerateProperties.__annotations__["foot_lock"]
 
     def make_job(self, context):
         start = self.start_frame if self.properties.is_property_set("start_frame") else context.scene.frame_current
         segments = [(s.prompt, s.seconds) for s in context.scene.momask_timeline.segments]
         return timeline_jobs.PromptSequence(context, timeline_jobs.SequenceSettings(
-            segments, self.seed, self.guidance, self.steps, start, self.in_place))
+            segments, self.seed, self.guidance, self.steps, start, self.in_place, self.foot_lock))
 
 
 class MOMASK_OT_segment_add(bpy.types.Operator):
@@ -194,7 +197,8 @@ class MOMASK_PT_timeline(bpy.types.Panel):
         layout = self.layout
         timeline, settings = context.scene.momask_timeline, context.scene.momask
         running = bool(context.window_manager.momask_status)  # the main panel shows its progress
-        shared = dict(seed=settings.seed, guidance=settings.guidance, steps=settings.steps)
+        shared = dict(seed=settings.seed, guidance=settings.guidance, steps=settings.steps,
+                      foot_lock=settings.foot_lock)
 
         column = layout.column()
         column.label(text="Regenerate a range or fill a gap")

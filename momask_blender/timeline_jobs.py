@@ -5,8 +5,19 @@ The animation is sampled at the scene's frames (pose_sampling), carried into the
 to 20 fps for the worker; the answer comes back to the scene's frames. The worker fades each range in from
 the motion it continues at 20 fps (core.blending); resampling to the scene's rate blurs that, so the fade is
 applied again here against the animation's own frames at the scene's rate (a clip carried on at its last
-velocity in a gap): the keys next to a range go on at their own speed whatever the model made. The range is then solved onto the rig and spliced into the action (action_splice): keys outside it stay as they
-were, in a copy of the action by default."""
+velocity in a gap): the keys next to a range go on at their own speed whatever the model made. The range is
+then solved onto the rig and spliced into the action (action_splice): keys outside it stay as they were, in a
+copy of the action by default.
+
+Feet are planted (foot_lock, as generate does) in the edited motion before the fade: a pin sits in the middle
+of the span its contact covers and the legs re-bend to it, so locking after the fade would pull the frames
+next to a seam off the animation; faded last, the seams join the animation exactly as without locking, and the
+feet stand still inside the range once the fade is over. The ground they are kept on is the lowest the
+animation's feet go, not the rig's rest: an animation may stand anywhere.
+
+A generated Rigify rig is read through its ORG bones (the deforming skeleton, under IK or FK) and keyed like
+generate keys it (rigify.Keyer: solved on the proxy, baked onto the FK controls with the limbs switched to FK
+at each range's ends) into a temporary action whose range is then spliced in."""
 import math
 import re
 from dataclasses import dataclass
@@ -15,8 +26,8 @@ import bpy
 import numpy as np
 from bpy_extras import anim_utils
 
-from . import action_splice, jobs, keying
-from ._core import blending, solver
+from . import action_splice, jobs, keying, rigify
+from ._core import blending, footlock, solver
 from .armature_reading import read_rig
 from .jobs import GenerationError
 from .pose_sampling import evaluated_joints, motion_placement, to_motion_space
@@ -38,6 +49,7 @@ class EditSettings:
     seed: int
     guidance: float
     steps: int
+    foot_lock: bool = True
 
 
 @dataclass
@@ -49,6 +61,7 @@ class SequenceSettings:
     steps: int
     start_frame: int
     in_place: bool
+    foot_lock: bool = True
 
 
 def parse_ranges(text: str) -> list[tuple[int, int]]:
@@ -124,8 +137,9 @@ def _check_editable(length20: int, ranges20, ranges, fps: float) -> None:
 
 
 class _Edit(jobs.WorkerJob):
-    """What regenerating and gap filling share: the armature sampled in the models' space, and the edited frames
-    solved and spliced into the animation's action (or a copy of it)."""
+    """What regenerating and gap filling share: the armature sampled in the models' space, and the edited frames,
+    feet planted, solved and spliced into the animation's action (or a copy of it); both through rigify.Keyer's
+    rig (a generated Rigify rig's proxy)."""
 
     def __init__(self, context, settings: EditSettings):
         if settings.steps < 1:
@@ -133,15 +147,29 @@ class _Edit(jobs.WorkerJob):
         super().__init__(context)
 
     def _sample(self, context, ob, frames) -> np.ndarray:
-        self.rig = read_rig(ob)
-        self.placement = motion_placement(self.rig)
+        self.keyer = rigify.keyer(ob, read_rig(ob))
+        self.placement = motion_placement(self.keyer.solved)
         self.fps = keying.scene_fps(context.scene)
-        return to_motion_space(evaluated_joints(context.scene, ob, self.rig, frames), self.placement)
+        joints = to_motion_space(evaluated_joints(context.scene, ob, self.keyer.solved, frames), self.placement)
+        self.floor = joints[:, solver.foot_joints(self.keyer.solved), footlock.UP].min()
+        return joints
+
+    def _planted(self, joints: np.ndarray, contacts: np.ndarray) -> np.ndarray:
+        """(F, 22, 3) edited joints at the scene's rate -> the rig's own joints (solved onto it and read back: its
+        proportions slide feet that stand still in the motion) with the feet planted during the (F, 4) contacts,
+        re-checked on them (core.footlock.lock_feet), and none below the lowest the sampled animation's feet go
+        (its ground, which need not be the rig's rest floor); as they are when foot_lock is off."""
+        if not self.settings.foot_lock:
+            return joints
+        rig = self.keyer.solved
+        own = to_motion_space(solver.mapped_joint_positions(rig, self._solve(joints)), self.placement)
+        own = np.where(rig.bone_map.weights.any(axis=1)[:, None], own, joints)  # joints without a bone: as made
+        return footlock.lock_feet(own, contacts, self.fps, floor=self.floor)
 
     def _solve(self, joints: np.ndarray) -> solver.RigPose:
-        return solver.solve(self.rig, joints, solver.SolveOptions(placement=self.placement))
+        return solver.solve(self.keyer.solved, joints, solver.SolveOptions(placement=self.placement))
 
-    def _splice(self, ob, pose: solver.RigPose, first_frame: int, ranges, name: str) -> bpy.types.Action:
+    def _splice(self, context, ob, pose: solver.RigPose, first_frame: int, ranges, name: str) -> bpy.types.Action:
         """Key `pose` (frames from first_frame on) into `ranges` of the armature's action, or of a copy named
         `name` that becomes its new candidate -> the action keyed."""
         animation = ob.animation_data
@@ -149,12 +177,14 @@ class _Edit(jobs.WorkerJob):
         if action is None or action.name != self.action_name:
             raise GenerationError(f"The animation of '{ob.name}' changed meanwhile (it was '{self.action_name}'); "
                                   "nothing was changed")
-        if not self.settings.in_place:
-            action = action.copy()
-            action.name = name
-        target = anim_utils.action_ensure_channelbag_for_slot(action, action.slots[animation.action_slot.identifier])
-        keys = keying.write_pose(ob, self.rig, pose, "MoMask keys to splice", first_frame)
+        (keys,) = self.keyer.key(context, ob, [pose], ["MoMask keys to splice"], first_frame,
+                                 switch_frames=[frame for pair in ranges for frame in pair])
         try:
+            if not self.settings.in_place:
+                action = action.copy()
+                action.name = name
+            target = anim_utils.action_ensure_channelbag_for_slot(action,
+                                                                  action.slots[animation.action_slot.identifier])
             for f0, f1 in ranges:
                 action_splice.splice(target, anim_utils.action_get_channelbag_for_slot(keys, keys.slots[0]), f0, f1,
                                      ob)
@@ -209,20 +239,30 @@ class RangeRegeneration(_Edit):
         source = keying.resample(self.source, keying.MOTION_FPS, self.fps).astype(np.float32)
         return dict(self._request(), source=source, ranges=[list(pair) for pair in self.ranges20])
 
+    def keyed_joints(self, result) -> np.ndarray:
+        """(F, 22, 3) the joints (models' space) keyed from the first range's first frame to the last range's last
+        frame: the worker's edit at the scene's rate, feet planted, faded in from and out into the animation at
+        each range's seams, and the animation itself between ranges."""
+        motion, count = result["motions"][0], len(self.source)
+        window = slice(self.ranges[0][0] - self.first_frame, self.ranges[-1][1] - self.first_frame + 1)
+        edited = self._planted(keying.resample(motion["joints"], self.fps)[:count][window],
+                               keying.contacts_at_fps(motion["contacts"], self.fps)[:count][window])
+        source = self.source[window]
+        joints = source.copy()
+        blend = round(blending.BLEND_SECONDS * self.fps)
+        for (f0, f1), (before, after) in zip(self.ranges, self.seams):
+            span = slice(f0 - self.ranges[0][0], f1 - self.ranges[0][0] + 1)
+            joints[span] = blending.fade(edited[span], source[span] if before else None,
+                                         source[span] if after else None, blend)
+        return joints
+
     def finish(self, context) -> list[bpy.types.Action]:
         """Splice the regenerated ranges into the action (or a copy, the armature's new candidate)."""
         ob, _, result = self.result(context)
-        edited = keying.resample(result["motions"][0]["joints"], self.fps)[:len(self.source)]
-        first, last = self.ranges[0][0] - self.first_frame, self.ranges[-1][1] - self.first_frame + 1
-        joints = self.source.copy()
-        blend = round(blending.BLEND_SECONDS * self.fps)
-        for (f0, f1), (before, after) in zip(self.ranges, self.seams):
-            span = slice(f0 - self.first_frame, f1 - self.first_frame + 1)
-            source = self.source[span]
-            joints[span] = blending.fade(edited[span], source if before else None, source if after else None, blend)
-        pose = self._solve(joints[first:last])
+        pose = self._solve(self.keyed_joints(result))
         ranges = ", ".join(map(_text, self.ranges))
-        return [self._splice(ob, pose, self.ranges[0][0], self.ranges, self._name(result, f"frames {ranges}"))]
+        return [self._splice(context, ob, pose, self.ranges[0][0], self.ranges,
+                             self._name(result, f"frames {ranges}"))]
 
     def summary(self, actions) -> str:
         return f"MoMask: regenerated frames {', '.join(map(_text, self.ranges))} in '{actions[0].name}'"
@@ -294,15 +334,17 @@ class GapFill(_Edit):
         ob, _, result = self.result(context)
         g0, g1 = self.gap
         frames = g1 - g0 + 1
-        joints = result["motions"][0]["joints"][self.before20 - 1:self.before20 + self.gap20 + 1]
-        edited = keying.resample(joints, keying.MOTION_FPS * (frames + 1) / (self.gap20 + 1))[1:frames + 1]
+        motion, span = result["motions"][0], slice(self.before20 - 1, self.before20 + self.gap20 + 1)
+        rate = keying.MOTION_FPS * (frames + 1) / (self.gap20 + 1)  # the gap's 20 fps frames -> its scene frames
+        edited = self._planted(keying.resample(motion["joints"][span], rate)[1:frames + 1],
+                               keying.contacts_at_fps(motion["contacts"][span], rate)[1:frames + 1])
         lead_in, lead_out = blending.carried_on(self.before, self.after, frames)
         pose = self._solve(blending.fade(edited, lead_in, lead_out, round(blending.BLEND_SECONDS * self.fps)))
         if self.action_name is not None:
-            return [self._splice(ob, pose, g0, [self.gap], self._name(result, f"in-between {g0}-{g1}"))]
+            return [self._splice(context, ob, pose, g0, [self.gap], self._name(result, f"in-between {g0}-{g1}"))]
         prompt = self.settings.prompt.strip()[:jobs.PROMPT_IN_NAME]
-        action = keying.write_pose(ob, self.rig, pose, f"In-between {g0}-{g1}" + (f" '{prompt}'" if prompt else "")
-                                   + f" (seed {result['params']['seed']})", g0)
+        (action,) = self.keyer.key(context, ob, [pose], [f"In-between {g0}-{g1}" + (f" '{prompt}'" if prompt else "")
+                                                         + f" (seed {result['params']['seed']})"], g0)
         track = ob.animation_data.nla_tracks.new()
         track.name = "MoMask in-between"
         strip = track.strips.new(action.name, g0, action)
@@ -346,13 +388,15 @@ class PromptSequence(jobs.WorkerJob):
         s, motion = self.settings, result["motions"][0]
         fps = keying.scene_fps(context.scene)
         options = solver.SolveOptions(motion="in place" if s.in_place else "root motion")
+        keyer = rigify.keyer(ob, rig)
         try:
-            pose = keying.solve_at_fps(rig, motion["joints"], fps, options)
+            pose = keying.solve_at_fps(keyer.solved, motion["joints"], fps, options, foot_lock=s.foot_lock,
+                                       contacts=motion["contacts"])
         except ValueError as err:
             raise GenerationError(f"The generated motion cannot be put on '{ob.name}': {err}") from None
         prompts = [prompt.strip() for prompt, _ in s.segments]
         name = " > ".join(prompts)[:jobs.PROMPT_IN_NAME] + f" (seed {result['params']['seed']})"
-        action = keying.write_pose(ob, rig, pose, name, s.start_frame)
+        (action,) = keyer.key(context, ob, [pose], [name], s.start_frame)
         jobs.add_candidates(ob, [action])
         for prompt, start in zip(prompts, motion["segment_starts"]):
             context.scene.timeline_markers.new(prompt, frame=s.start_frame + round(start * fps / keying.MOTION_FPS))

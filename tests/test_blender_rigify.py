@@ -2,7 +2,8 @@
 with the rig's own constraints intact and its arms and legs switched to FK for the keyed range; generated
 through the operator (a real worker and the tiny rigid model of test_blender_generate.py) and from real and
 demanding motions, the deforming bones (DEF-*) pointing where the motion's segments do. The metarig and a
-DEF-bones-only export are keyed directly, like any rig.
+DEF-bones-only export are keyed directly, like any rig. A range regenerated in an action keyed on the controls
+is baked the same way and spliced into that range alone.
 
 The rig is generated once per module (about 3 s) and saved; each test opens that file."""
 import contextlib
@@ -15,10 +16,12 @@ from tests.test_blender_extension import addon_module, bpy, extension, generate,
 from tests.test_blender_generate import evaluated_joints, model_prefs, rigid_model  # noqa: F401
 
 import addon_utils  # noqa: E402  (comes with bpy)
+from bpy_extras import anim_utils  # noqa: E402
 
 from core.bonemap import PRESETS  # noqa: E402
 from core.skeleton import JOINT_INDEX  # noqa: E402
 from core.solver import SolveOptions  # noqa: E402
+from tests.test_blender_timeline import all_keys, assert_outside_unchanged, assert_smooth_seams  # noqa: E402
 from tests.test_solver import SEGMENTS, angle_between, synthetic_motion  # noqa: E402
 
 FRAMES = 196  # the longest motion a model generates (9.8 s at 20 fps)
@@ -218,3 +221,85 @@ def test_metarig_and_def_only_rigs_are_keyed_directly(rig, which):
     got = evaluated_joints(ob, range(1, 1 + FRAMES, 5), model)
     errors = segment_errors(got, (motion @ pose.placement[:3, :3].T + pose.placement[:3, 3])[::5])
     assert errors.max() < 0.01
+
+
+def legs_in_ik(rig, action, frames) -> list[str]:
+    """Switch the legs to IK (Rigify's default, not animated) with the foot IK controls keyed where the feet are
+    -> the switches' curve paths, gone from the action."""
+    channelbag = action.layers[0].strips[0].channelbags[0]
+    for bone in rig.pose.bones:
+        bone.select = bone.name in ("foot_ik.L", "foot_ik.R")
+    followed = []
+    for side in "LR":
+        constraint = rig.pose.bones[f"foot_ik.{side}"].constraints.new("COPY_TRANSFORMS")
+        constraint.target, constraint.subtarget = rig, f"ORG-foot.{side}"
+        followed.append((rig.pose.bones[f"foot_ik.{side}"], constraint))
+    anim_utils.bake_action(rig, action=action, frames=frames, bake_options=anim_utils.BakeOptions(
+        only_selected=True, do_pose=True, do_object=False, do_visual_keying=True, do_constraint_clear=False,
+        do_parents_clear=False, do_clean=False, do_location=True, do_rotation=True, do_scale=False, do_bbone=False,
+        do_custom_props=False))
+    for bone, constraint in followed:
+        bone.constraints.remove(constraint)
+    switches = [f'pose.bones["thigh_parent.{side}"]["IK_FK"]' for side in "LR"]
+    for path in switches:
+        channelbag.fcurves.remove(channelbag.fcurves.find(path))
+    for side in "LR":
+        rig.pose.bones[f"thigh_parent.{side}"]["IK_FK"] = 0.0
+    return switches
+
+
+@pytest.mark.parametrize("legs", ["FK", "IK"])
+def test_a_range_regenerated_on_the_rigify_rig(rig, model_prefs, legs):
+    """A range regenerated (worker and rigid model, feet planted) in an action keyed on the controls, the legs
+    in FK or in IK: baked through the proxy into the range only; every key outside it as it was on every curve,
+    the switches keyed to FK inside the range (and IK just outside, as they were), the rig's constraints
+    intact, nothing of the proxy left; the deforming bones follow the edit inside the range and join the
+    animation at its seams."""
+    rigify, keying, timeline_jobs = addon_module("rigify"), addon_module("keying"), addon_module("timeline_jobs")
+    bpy.context.scene.render.fps = 24
+    control = rigify.control_rig(rig, addon_module("armature_reading").read_rig(rig))
+    pose = keying.solve_at_fps(control.proxy, synthetic_motion(120), 24, SolveOptions())
+    (animation,) = control.bake(bpy.context, rig, [pose], ["animation"], 1)
+    keying.assign_action(rig, animation)
+    hips = 'pose.bones["hips"].rotation_quaternion'  # not animated: an animator's leftover pose instead
+    for curve in [c for c in animation.layers[0].strips[0].channelbags[0].fcurves if c.data_path == hips]:
+        animation.layers[0].strips[0].channelbags[0].fcurves.remove(curve)
+    rig.pose.bones["hips"].rotation_quaternion = (0.96, 0.28, 0.0, 0.0)
+    frames = range(1, 1 + len(pose.rotations))
+    ik_switches = legs_in_ik(rig, animation, frames) if legs == "IK" else []
+    rig.animation_data.action_blend_type = "COMBINE"  # the same on its own; Blender's bake sets REPLACE
+    source = deforming_joints(rig, frames)
+    before, rig_constraints = all_keys(animation), constraints(rig)
+    objects, armatures = sorted(bpy.data.objects.keys()), sorted(bpy.data.armatures.keys())
+
+    settings = timeline_jobs.EditSettings("a person kicks", [(50, 100)], False, 3, 4.0, 10)
+    job = timeline_jobs.RangeRegeneration(bpy.context, settings).start()
+    job.wait()
+    edit = job.keyed_joints(job.job.result)  # the models' space, frames 50-100
+    (edited,) = job.finish(bpy.context)
+    assert rig.animation_data.action == edited and sorted(bpy.data.actions.keys()) == sorted(["animation", edited.name])
+    assert constraints(rig) == rig_constraints and rig.animation_data.action_blend_type == "COMBINE"
+    assert (sorted(bpy.data.objects.keys()), sorted(bpy.data.armatures.keys())) == (objects, armatures)
+    assert_outside_unchanged(before, all_keys(animation), [])
+    after = all_keys(edited)
+    assert after.keys() - before.keys() == {(hips, index) for index in range(4)} | {(path, 0) for path in ik_switches}
+    assert_outside_unchanged(before, after, [(50, 100)])
+    # the leftover pose holds outside the range (the hips pivot is keyed at rest inside it, as generate keys it)
+    hips_x = after[(hips, 1)]["co"]
+    assert hips_x[[0, -1], 0].tolist() == [49, 101] and (hips_x[[0, -1], 1] == np.float32(0.28)).all()
+    assert np.abs(hips_x[1:-1, 1]).max() < 1e-6
+    for switch in rigify.FK_SWITCHES:
+        path = f'pose.bones["{switch}"]["IK_FK"]'
+        keys = after[(path, 0)]["co"]
+        assert [tuple(co) for co in keys if 50 <= co[0] <= 100] == [(50, 1.0), (100, 1.0)]
+        if path in ik_switches:
+            assert [tuple(co) for co in keys] == [(49, 0.0), (50, 1.0), (100, 1.0), (101, 0.0)]
+
+    got = deforming_joints(rig, frames)
+    assert np.abs(got[:49] - source[:49]).max() < 1e-5 and np.abs(got[100:] - source[100:]).max() < 1e-5
+    assert np.linalg.norm(got[75] - source[75], axis=-1).max() > 0.05  # the middle of the range did change
+    target = edit @ job.placement[:3, :3].T + job.placement[:3, 3]
+    errors = segment_errors(got[49:100], target)
+    assert np.median(errors) < 1.0 and np.percentile(errors, 99) < 5.0, worst(errors)
+    assert np.linalg.norm(got[49:100, 0] - target[:, 0], axis=-1).max() < 1e-3
+    assert_smooth_seams(got, source, [50, 101])

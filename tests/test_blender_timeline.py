@@ -4,7 +4,9 @@ regenerate ranges, fill gaps, key a prompt timeline, refuse bad requests without
 The animation edited is the built-in rig's body (or a Mixamo-named FBX-like rig of the same proportions)
 walking a circle with a bob and a sway, keyed on every frame with Bezier keys, plus what the generator never
 drives: a finger bone and a custom property keyed by hand. The rigid model decodes the same body moving at
-random, so whatever it makes, the seams must come out smooth from the splicing and blending alone."""
+random, so whatever it makes, the seams must come out smooth from the splicing and blending alone; its body
+glides, so planted feet (foot_lock, on by default) show as feet that stop gliding. A generated Rigify rig is
+edited in test_blender_rigify.py."""
 import types
 
 import numpy as np
@@ -16,6 +18,7 @@ from tests.test_blender_generate import evaluated_joints, model_prefs, rigid_mod
 
 torch = pytest.importorskip("torch")
 
+from core import blending, footlock  # noqa: E402
 from core.inpainting import seam_velocity_ratio  # noqa: E402
 from core.solver import HUMANML3D_TO_BLENDER, SolveOptions, solve  # noqa: E402
 from tests.test_solver import offsets_of, rest_pose  # noqa: E402
@@ -251,6 +254,39 @@ def test_a_bone_the_action_does_not_key_and_one_undo_step(scene, model_prefs):
     assert state() == before
 
 
+def test_feet_planted_in_a_regenerated_range(scene, model_prefs):
+    """foot_lock (the default) against the same edit with free feet: inside the range, where the feet stand
+    (held_contacts of the free edit, the pins footlock would set) they stay put instead of gliding with the
+    body; the animation outside the range and its seams stay as they were either way."""
+    scene.render.fps = 24
+    ob = rig_with_finger()
+    original = animated(ob)
+    rig = addon_module("armature_reading").read_rig(ob)
+    source = evaluated_joints(ob, range(1, FRAMES + 1), rig)
+    before = all_keys(original)
+    edits = {}
+    for lock in (False, True):
+        addon_module("keying").assign_action(ob, original)
+        assert regenerate(prompt="a person walks", frame_start=50, frame_end=149, seed=6, foot_lock=lock) == {
+            "FINISHED"}
+        assert_outside_unchanged(before, all_keys(ob.animation_data.action), [(50, 149)])
+        joints = evaluated_joints(ob, range(1, FRAMES + 1), rig)
+        assert np.abs(joints[:49] - source[:49]).max() < 1e-5 and np.abs(joints[149:] - source[149:]).max() < 1e-5
+        assert_smooth_seams(joints, source, [50, 150])
+        edits[lock] = joints[49:149]
+    pose_sampling = addon_module("pose_sampling")
+    placement = pose_sampling.motion_placement(rig)
+    free, planted = (pose_sampling.to_motion_space(edits[lock], placement) for lock in (False, True))
+    held = footlock.held_contacts(free, fps=24)
+    assert held.mean() > 0.1, held.mean()
+    faded = round(blending.BLEND_SECONDS * 24)  # frames next to the seams, faded in from the animation
+    middle = slice(faded, -faded)
+    skate = {name: (footlock.foot_skate(edit, held, 24), footlock.foot_skate(edit[middle], held[middle], 24))
+             for name, edit in (("free", free), ("planted", planted))}
+    assert skate["planted"][1] < 2.0 < 10.0 < skate["free"][1], skate  # cm/s
+    assert skate["planted"][0] < 0.6 * skate["free"][0], skate
+
+
 def gap_seam_misses(joints, g0, g1, first_frame=1) -> list[float]:
     """How far the in-between, carried on for one frame at its speed, misses the pose next to each end:
     |2 x[g0] - x[g0 + 1] - x[g0 - 1]| and the same at g1 (largest over joints, metres)."""
@@ -319,6 +355,14 @@ def test_prompt_timeline_longer_than_10_s_with_markers(scene, model_prefs):
     assert [frame for frame, _ in markers] == [10, 10 + 144, 10 + 216]  # 6 s and 9 s, on 4-frame tokens
     joints = evaluated_joints(ob, range(10, 10 + 229 * 24 // 20 + 1))
     assert (seam_velocity_ratio(joints, [frame - 10 for frame, _ in markers[1:]]) <= 1).all()
+    # feet planted by default: where the same motion's free feet stand, these stay put
+    assert bpy.ops.momask.generate_sequence("EXEC_DEFAULT", seed=3, start_frame=10, foot_lock=False) == {"FINISHED"}
+    pose_sampling = addon_module("pose_sampling")
+    placement = pose_sampling.motion_placement(addon_module("armature_reading").read_rig(ob))
+    planted, free = (pose_sampling.to_motion_space(motion, placement) for motion in (
+        joints, evaluated_joints(ob, range(10, 10 + 229 * 24 // 20 + 1))))
+    held = footlock.held_contacts(free, fps=24)
+    assert footlock.foot_skate(planted, held, 24) < 1.0 < 4.0 < footlock.foot_skate(free, held, 24)
 
 
 def test_modal_regenerate_and_escape(scene, model_prefs):
@@ -439,7 +483,7 @@ def test_panel_and_segment_list(scene, prefs):
     scene.use_preview_range, scene.frame_preview_start, scene.frame_preview_end = True, 12, 34
     assert bpy.ops.momask.range_from_preview() == {"FINISHED"}
     assert (timeline.frame_start, timeline.frame_end) == (12, 34)
-    scene.momask.seed = 9
+    scene.momask.seed, scene.momask.foot_lock = 9, False
     layout = RecordingLayout()
     bpy.types.MOMASK_PT_timeline.draw(types.SimpleNamespace(layout=layout), bpy.context)
     assert {("MOMASK_PG_timeline", name) for name in ("prompt", "frame_start", "frame_end", "ranges", "in_place")} \
@@ -449,5 +493,7 @@ def test_panel_and_segment_list(scene, prefs):
     assert (regenerate_op.prompt, regenerate_op.frame_start, regenerate_op.frame_end, regenerate_op.ranges,
             regenerate_op.seed) == ("a person spins", 12, 34, "60-70", 9)
     assert ops["momask.fill_gap"].frame_end == 34 and ops["momask.generate_sequence"].seed == 9
+    assert not any(ops[name].foot_lock for name in ("momask.regenerate_range", "momask.fill_gap",
+                                                    "momask.generate_sequence"))  # the main section's Lock Feet
     assert [args[1:3] for name, args, *_ in layout.calls if name == "template_list"] == [("", timeline)]
     assert bpy.types.MOMASK_PT_timeline.bl_parent_id == "MOMASK_PT_main"
