@@ -5,8 +5,9 @@ included, stays the source's (momask-codes issue #31). Tokens cover 4 frames but
 (issue #16), so the model's output is never used outside a range: those frames are the source's, copied.
 Inside, the decoded joints are put on the source's skeleton and trajectory (matched at the frame before the
 range, the drift carried off smoothly so that the range ends where the source goes on) and faded in from
-the source's own frames at each side (core.blending), so the seams keep the source's velocity. Joints are the result to splice into an animation: features
-integrate the root trajectory, so an edit's features can only follow its joints approximately.
+the source's own frames at each side (core.blending), so the seams keep the source's velocity. Joints are the
+result to splice into an animation: features integrate the root trajectory, so an edit's features can only
+follow its joints approximately.
 
 A source longer than the transformers' 196 frames is edited in 196-frame windows around its ranges.
 """
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from core.blending import BLEND_SECONDS, carried_on, ease, fade
+from core.checkpoint import FPS
 from core.features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematics, inverse_kinematics,
                            joints_to_features, recover_from_ric)
 from core.models import MoMaskModels
@@ -25,7 +27,7 @@ from core.sampling import (MAX_FRAMES, MIN_FRAMES, GenerationCancelled, check_sa
                            decode_features, masked_decode, residual_decode)
 from core.skeleton import FACE_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
 
-BLEND_FRAMES = round(BLEND_SECONDS * 20)  # frames (20 fps) over which a range fades from the source into the new one
+BLEND_FRAMES = round(BLEND_SECONDS * FPS)  # frames over which a range fades from the source into the new motion
 EDIT_CONTEXT = 16  # frames of source the model sees at least on each side of a range in a long motion
 MAX_RANGE_FRAMES = MAX_FRAMES - 2 * EDIT_CONTEXT  # longest range a motion of more than 196 frames can take
 
@@ -171,13 +173,12 @@ def splice_range(source: np.ndarray, decoded: np.ndarray, start: int, stop: int,
     turn_s, turn_e = _wrap(facing_yaw(source[[s, e]]) - facing_yaw(decoded[[s, e]]))
     turn_e = turn_s + _wrap(turn_e - turn_s)
     drift = source[e, 0] - source[s, 0] - qrot(_yaw(turn_e), decoded[e, 0] - decoded[s, 0])
-    frames = np.arange(start - 1, stop + 1)  # with both anchors, to measure the pose differences there
+    frames = np.arange(start, stop)
     weight = ease((frames - s) / (e - s)) if e > s else np.zeros(len(frames))
     turn = turn_s + weight * (turn_e - turn_s)
-    placed = (qrot(_yaw(turn)[:, None], decoded[frames.clip(0, length - 1)] - decoded[s, 0])
-              + source[s, 0] + weight[:, None, None] * drift)
+    placed = qrot(_yaw(turn)[:, None], decoded[frames] - decoded[s, 0]) + source[s, 0] + weight[:, None, None] * drift
     replaced = source[start:stop]
-    return fade(placed[1:-1], replaced if before is not None else None, replaced if after is not None else None,
+    return fade(placed, replaced if before is not None else None, replaced if after is not None else None,
                 blend_frames)
 
 

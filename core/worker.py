@@ -99,12 +99,12 @@ class Worker:
     # reader thread
 
     def read_requests(self, stream):
-        """Accept every line of `stream` up to a shutdown request; at its end (the client went away) cancel the
-        job and stop. Never blocked in a read once shutting down: a thread holding stdin's lock while the
-        interpreter exits aborts it."""
+        """Accept every line of `stream` until a shutdown request or its end (the client went away), then
+        cancel the job and stop. Never blocked in a read once shutting down: a thread holding stdin's lock
+        while the interpreter exits aborts it."""
         for line in stream:
             if line.strip() and self.accept(line) == "shutdown":
-                return
+                break
         self.cancel.set()
         self.jobs.put(None)
 
@@ -123,9 +123,7 @@ class Worker:
         elif kind == "cancel":
             if self.busy == job_id:  # a job that already ended has sent its last event: nothing to do
                 self.cancel.set()
-        elif kind == "shutdown":
-            self.cancel.set()
-            self.jobs.put(None)
+        elif kind == "shutdown":  # read_requests stops reading and ends the worker
             return "shutdown"
         elif kind in protocol.JOB_TYPES:
             with self.lock:

@@ -11,6 +11,7 @@ from core.models.residual_transformer import ResidualTransformer
 from core.models.rvq import RVQVAE
 from core.models.transformer import BF16_NATIVE
 from core.protocol import PRECISIONS
+
 MODEL_CLASSES = {"rvq": RVQVAE, "mask": MaskTransformer, "residual": ResidualTransformer, "length": LengthEstimator}
 
 
@@ -36,8 +37,8 @@ class MoMaskModels:
     config: dict = field(default_factory=dict)
 
     def set_precision(self, precision: str = "auto") -> str:
-        """Choose the transformers' CPU inference precision (one of core.protocol.PRECISIONS) -> the one products will run in
-        ("bfloat16" only where the CPU has it natively; training and GPUs always compute in float32 here)."""
+        """Choose the transformers' CPU inference precision (one of core.protocol.PRECISIONS) -> the one their
+        products will run in ("bfloat16" only where the CPU has it natively; training and GPUs: float32)."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         on_cpu = next(self.mask.parameters()).device.type == "cpu"
