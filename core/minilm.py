@@ -69,14 +69,15 @@ def load_minilm(folder: str | Path) -> tuple[MiniLM, "tokenizers.Tokenizer"]:  #
     from tokenizers import Tokenizer
     folder = Path(folder)
     pooling = _read_json(folder / "1_Pooling" / "config.json")
-    if not pooling.get("pooling_mode_mean_tokens") or any(
-            value for key, value in pooling.items() if key.startswith("pooling_mode_") and key != "pooling_mode_mean_tokens"):
+    modes = {key for key, on in pooling.items() if key.startswith("pooling_mode_") and on}
+    if modes != {"pooling_mode_mean_tokens"}:
         raise ValueError(f"{folder}: MiniLM supports mean pooling only, the folder asks for {pooling}")
     model = MiniLM(_read_json(folder / "config.json"))
     try:
         model.load_bert_weights(load_file(folder / "model.safetensors"))
     except (OSError, KeyError, RuntimeError) as err:
-        raise FileNotFoundError(f"{folder / 'model.safetensors'}: not the BERT weights of this folder ({err})") from None
+        raise FileNotFoundError(f"{folder / 'model.safetensors'}: not the BERT weights of this folder "
+                                f"({err})") from None
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     tokenizer.enable_truncation(_read_json(folder / "sentence_bert_config.json")["max_seq_length"])
     tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
