@@ -212,15 +212,18 @@ def _ramp_frames(blend: float, fps: float) -> int:
     return max(int(round(blend * fps)), 1)
 
 
-def lock_feet(joints, contacts=None, fps: float = 20.0, floor: float = 0.0, blend: float = BLEND_SECONDS,
-              recheck: bool = True) -> np.ndarray:
+def lock_feet(joints, contacts=None, fps: float = 20.0, floor: float = 0.0,
+              blend: float = BLEND_SECONDS) -> np.ndarray:
     """(T, 22, 3) joints (metres, y up) with planted feet: each held contact (held_contacts of the (T, 4)
-    contacts in FOOT_CONTACT_JOINTS order; None: detected) keeps its ankle or toe at one position, blended over
-    `blend` seconds either side; the legs are re-bent by two-bone IK; every foot joint stays at or above
-    `floor`. recheck: keep only the contacts detect_contacts confirms (a model's channels can call a kick
-    planted)."""
+    contacts in FOOT_CONTACT_JOINTS order, re-checked on the motion since a model's channels can call a kick
+    planted; None: detected) keeps its ankle or toe at one position, blended over `blend` seconds either side;
+    the legs are re-bent by two-bone IK; every foot joint stays at or above `floor`."""
     joints, _ = _checked(joints)
-    held = held_contacts(joints, contacts, fps, blend, recheck)
+    return _lock(joints, held_contacts(joints, contacts, fps, blend), fps, floor, blend)
+
+
+def _lock(joints: np.ndarray, held: np.ndarray, fps: float, floor: float, blend: float) -> np.ndarray:
+    """lock_feet on (T, 4) contacts already held (held_contacts)."""
     ramp = _ramp_frames(blend, fps)
     out = joints.copy()
     left = joints[:, JOINT_INDEX["left_hip"]] - joints[:, JOINT_INDEX["right_hip"]]
@@ -277,5 +280,5 @@ def solve_locked(rig: solver.RigDescription, joints, contacts=None, fps: float =
     if planted.any():
         above_rest = own[:, FOOT_CONTACT_JOINTS, UP] - rest[FOOT_CONTACT_JOINTS, UP]
         own[..., UP] -= np.median(above_rest[:, standing][planted])
-    locked = lock_feet(own, held, fps, floor=floor, recheck=False)
+    locked = _lock(own, held, fps, floor, BLEND_SECONDS)
     return solver.solve(rig, locked, dataclasses.replace(options, placement=placement)), held
