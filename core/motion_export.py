@@ -39,10 +39,16 @@ def check_output_path(path) -> Path:
                          f"{', '.join(FORMATS)}")
     if not path.parent.is_dir():
         raise ValueError(f"{path}: the folder {path.parent} does not exist")
-    if ext == ".mp4" and shutil.which("ffmpeg") is None:
+    if ext == ".mp4":
+        require_ffmpeg(path)
+    return path
+
+
+def require_ffmpeg(path: Path) -> None:
+    """An .mp4 preview needs the ffmpeg program: refuse clearly where it is missing."""
+    if shutil.which("ffmpeg") is None:
         raise ValueError(f"{path}: writing .mp4 needs ffmpeg, which is not installed (not on PATH); install "
                          "ffmpeg or write a .gif instead")
-    return path
 
 
 def candidate_paths(path, count: int) -> list[Path]:

@@ -3,7 +3,6 @@ generated or what a data file holds, without Blender.
 
 Draws on a private matplotlib Figure with the Agg canvas, so rendering never touches pyplot's global state.
 """
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
 from core.features import foot_contacts, recover_from_ric
 from core.footlock import checked_contacts
+from core.motion_export import require_ffmpeg
 from core.skeleton import FOOT_CONTACT_JOINTS, JOINT_NAMES, KINEMATIC_CHAINS, NUM_JOINTS
 
 # Left and right in clearly different colours, so a mirrored motion is visible at a glance.
@@ -67,9 +67,7 @@ def _writer(out_path: Path, fps: float):
     if ext == ".gif":
         return PillowWriter(fps=fps)
     if ext == ".mp4":
-        if shutil.which("ffmpeg") is None:
-            raise ValueError(f"{out_path}: writing .mp4 needs ffmpeg, which is not installed (not on PATH); "
-                             "install ffmpeg or write a .gif instead")
+        require_ffmpeg(out_path)
         return FFMpegWriter(fps=fps)
     raise ValueError(f"{out_path}: unknown output format {ext or '(no extension)'!r}; use .gif or .mp4")
 

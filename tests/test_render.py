@@ -125,7 +125,7 @@ def test_unknown_output_extension_is_refused_before_rendering(tmp_path):
 
 
 def test_mp4_without_ffmpeg_suggests_gif(tmp_path, monkeypatch):
-    monkeypatch.setattr("core.render.shutil.which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(ValueError, match=r"needs ffmpeg.*write a \.gif instead"):
         render_joints(walking_motion(2), tmp_path / "out.mp4")
 
