@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from core.skeleton import rest_positions
+
 CHANNEL_NAMES = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
 _CANONICAL_CHANNEL = {name.lower(): name for name in CHANNEL_NAMES}
 
@@ -40,10 +42,7 @@ class Bvh:
 
     def rest_positions(self) -> np.ndarray:
         """(J, 3) joint positions with every rotation zero and no position channels: the offsets accumulated."""
-        positions = np.zeros_like(self.offsets)
-        for j, parent in enumerate(self.parents):
-            positions[j] = self.offsets[j] + (positions[parent] if parent >= 0 else 0.0)
-        return positions
+        return rest_positions(self.offsets, self.parents)
 
     def global_positions(self) -> np.ndarray:
         """(F, J, 3) joint positions of every frame."""

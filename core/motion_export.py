@@ -13,8 +13,9 @@ import numpy as np
 
 from core.bonemap import PRESETS
 from core.bvh import write_bvh
-from core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, RAW_OFFSETS
-from core.solver import HUMANML3D_TO_BLENDER, SolveOptions, describe_rig, perpendicular, solve, unit
+from core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, RAW_OFFSETS, rest_positions
+from core.solver import (HUMANML3D_TO_BLENDER, SolveOptions, checked_joints, describe_rig, perpendicular, solve,
+                         unit)
 
 FPS = 20.0  # the rate every motion here is at (HumanML3D's)
 FORMATS = (".npy", ".npz", ".bvh", ".gif", ".mp4")  # what each holds: write_motion (and `momask generate --help`)
@@ -85,9 +86,7 @@ def template_rest_joints(joints: np.ndarray) -> np.ndarray:
         offsets[left] = (local[left] + local[right] * _MIRROR_X) / 2
         offsets[right] = offsets[left] * _MIRROR_X
         offsets[torso] = local[torso] * (0.0, 1.0, 1.0)
-    rest = np.zeros((NUM_JOINTS, 3))
-    for j in range(1, NUM_JOINTS):
-        rest[j] = rest[PARENTS[j]] + offsets[j]
+    rest = rest_positions(offsets)
     rest[:, 1] -= rest[:, 1].min()
     return rest
 
@@ -96,9 +95,10 @@ def write_template_bvh(path, joints, fps: float = FPS) -> Path:
     """Write (T, 22, 3) joints (metres, y up) as a BVH on the template skeleton: pelvis position and every joint's
     rotation, solved from the positions by core.solver (hinged knees and elbows, level feet; head, hands and
     toes keep their parent's orientation). Rotation channels Z, Y, X like momask-codes' template."""
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or not len(joints):
-        raise ValueError(f"{path}: expected joints of shape (T, {NUM_JOINTS}, 3) to write, got {joints.shape}")
+    try:
+        joints = checked_joints(joints)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     rest = template_rest_joints(joints)
     rest_matrices = np.broadcast_to(np.eye(4), (NUM_JOINTS, 4, 4)).copy()
     rest_matrices[:, :3, 3] = rest

@@ -54,3 +54,13 @@ MIRROR_PERMUTATION = np.array([
     JOINT_INDEX[n.replace("left_", "@").replace("right_", "left_").replace("@", "right_")]
     for n in JOINT_NAMES
 ])
+
+
+def rest_positions(offsets: np.ndarray, parents=PARENTS) -> np.ndarray:
+    """(J, 3) joint positions of (J, 3) offsets from each joint's parent (parents listed before children;
+    the root at its own offset): a skeleton at rest, no rotations."""
+    positions = np.array(offsets, dtype=np.float64)
+    for j, parent in enumerate(parents):
+        if parent >= 0:
+            positions[j] += positions[parent]
+    return positions
