@@ -4,7 +4,7 @@ and never import torch."""
 import argparse
 import sys
 
-from core.protocol import PRECISIONS  # stdlib and numpy only
+from core.worker import add_precision_option, options_parser  # stdlib and numpy only: torch comes with a job
 
 
 class UserError(Exception):
@@ -270,8 +270,7 @@ def _sampling_options() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="CPU matrix products of the transformers (default auto: bfloat16 where native)")
+    add_precision_option(parser)
     return parser
 
 
@@ -349,8 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smoke test: 2 repetitions, 64 clips, MultiModality 3 generations of 4 captions")
     p.add_argument("--seed", type=int, default=0, help="seed of generation, batching and pairs (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="CPU matrix products of the transformers (default auto: bfloat16 where native)")
+    add_precision_option(p)
     p.add_argument("--out", default=None, help="also write the table to this .csv or .md file")
     p.set_defaults(func=_evaluate)
 
@@ -397,7 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "several ranges")
     p.set_defaults(func=_inpaint)
 
-    from core.worker import options_parser  # stdlib and numpy only; torch comes when the worker starts
     p = sub.add_parser("serve", parents=[options_parser()],
                        help="the worker Blender talks to: JSON lines on stdin/stdout (as python -m core.worker)")
     p.set_defaults(func=_serve)

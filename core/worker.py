@@ -41,10 +41,15 @@ def options_parser() -> argparse.ArgumentParser:
                         help="torch threads (default: all cores but one, left to Blender)")
     parser.add_argument("--model", default=None, help="model directory to load before answering (default: none)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_precision_option(parser)
+    return parser
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """--precision, for every command that samples (the worker, generate, inpaint, evaluate)."""
     parser.add_argument("--precision", choices=protocol.PRECISIONS, default="auto",
                         help="CPU matrix products of the transformers (default auto: bfloat16 where the CPU has it "
                              "natively, else float32)")
-    return parser
 
 
 def job_parameters(functions) -> tuple[list[str], list[str]]:
