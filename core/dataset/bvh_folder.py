@@ -161,7 +161,7 @@ def prepare_bvh_folder(bvh_dir, captions, out, workers: int | None = None, force
         texts = captioned[relative][1]
         converted.add(relative, clip_name(relative), result,
                       {"dataset": FREE_TEXT_DATASET, "content": texts[0], "style": "", "file": relative},
-                      lambda: texts)
+                      texts)
     converted.problems += [f"{captions} line {line}: no {relative} in {root}"
                            for relative, (line, _) in captioned.items() if relative not in files]
     # One content for the whole folder, so the hold-out rule only keeps a dataset of fewer than

@@ -219,8 +219,8 @@ class ConvertedClips:
         self._rows = self._joint_rows = 0
         self.started = time.perf_counter()
 
-    def add(self, source: str, name: str, result: tuple, labels: dict, captions) -> None:
-        """Keep clip `name` if its convert_bvh `result` is good (its record: labels, rows, `captions()`), else
+    def add(self, source: str, name: str, result: tuple, labels: dict, captions: list[str]) -> None:
+        """Keep clip `name` if its convert_bvh `result` is good (its record: labels, rows, captions), else
         note why not under `source`, the file the problem is in."""
         status, *payload = result
         if status == "error":  # conversion messages start with the source's name already
@@ -231,7 +231,7 @@ class ConvertedClips:
             return
         joints, features, mirrored = payload
         self.clips.append({"name": name, **labels, "start": self._rows, "length": len(features),
-                           "joint_start": self._joint_rows, "captions": captions()})
+                           "joint_start": self._joint_rows, "captions": captions})
         self._rows, self._joint_rows = self._rows + len(features), self._joint_rows + len(joints)
         for key, values in ((JOINTS, joints), (FEATURES, features), (FEATURES_MIRRORED, mirrored)):
             self.arrays[key].append(values)
@@ -302,7 +302,7 @@ def prepare_data(archive=None, out="data/bandai", workers: int | None = None, fo
             continue
         rng = np.random.default_rng([CAPTION_SEED, zlib.crc32(stem.encode())])
         converted.add(member, stem, result, {"dataset": dataset, "content": content, "style": style},
-                      lambda: captions_for(content, style, CAPTIONS_PER_CLIP, rng))
+                      captions_for(content, style, CAPTIONS_PER_CLIP, rng))
     converted.problems += [f"{member}: skipped: no {stem}.bvh in the archive for this annotation"
                            for stem, (member, _) in sorted(annotations.items()) if stem not in results]
     return finish_dataset(out, converted, {"fingerprint": fingerprint, "archive": str(archive)}, archive)
