@@ -146,6 +146,20 @@ def _write_results(args, motions, info: dict) -> None:
     print("\n".join(str(path) for path, _ in files))
 
 
+def _sample_and_write(args, description: str, sample, info: dict) -> None:
+    """The checked request's model loaded, `sample(models, encoder, progress) -> motions` run under a progress
+    bar, the motions written to every --out."""
+    from core.motion_export import FPS
+    _checked_request(args)
+    path, models, encoder = _model_and_encoder(args)
+    bar, progress = _progress_bar(description)
+    with bar:
+        motions = sample(models, encoder, progress)
+    print(f"momask {args.command}: {len(motions)} motion(s) of {motions[0].length / FPS:g} s, seed {args.seed}",
+          file=sys.stderr)
+    _write_results(args, motions, {"prompt": args.prompt.strip(), "seed": args.seed, "model": str(path), **info})
+
+
 def _generate(args):
     from core.motion_export import FPS
     from core.sampling import MAX_FRAMES, MIN_FRAMES, generate
@@ -156,16 +170,9 @@ def _generate(args):
     if frames is not None and not MIN_FRAMES <= frames <= MAX_FRAMES:
         raise UserError(f"--seconds {args.seconds:g} is out of range: choose {MIN_FRAMES / FPS:g} to "
                         f"{MAX_FRAMES / FPS:g} s, or 0 to let the model choose")
-    _checked_request(args)
-    path, models, encoder = _model_and_encoder(args)
-    bar, progress = _progress_bar("generating")
-    with bar:
-        (motions,) = generate(models, encoder, [prompt], None if frames is None else [frames],
-                              candidates=args.candidates, seed=args.seed, steps=args.steps, cond_scale=args.guidance,
-                              progress=progress)
-    print(f"momask generate: {len(motions)} motion(s) of {motions[0].length / FPS:g} s, seed {args.seed}",
-          file=sys.stderr)
-    _write_results(args, motions, {"prompt": prompt, "seed": args.seed, "model": str(path)})
+    _sample_and_write(args, "generating", lambda models, encoder, progress: generate(
+        models, encoder, [prompt], None if frames is None else [frames], candidates=args.candidates, seed=args.seed,
+        steps=args.steps, cond_scale=args.guidance, progress=progress)[0], {})
 
 
 def _read_source(path: str):
@@ -206,19 +213,12 @@ def _frame_range(text: str) -> tuple[int, int]:
 def _inpaint(args):
     import numpy as np
     from core.inpainting import check_ranges, inpaint
-    from core.motion_export import FPS
     source = _read_source(args.source)
     ranges = check_ranges(args.range, len(source))
-    _checked_request(args)
-    path, models, encoder = _model_and_encoder(args)
-    bar, progress = _progress_bar("inpainting")
-    with bar:
-        motions = inpaint(models, encoder, source, ranges, args.prompt.strip(), candidates=args.candidates,
-                          seed=args.seed, steps=args.steps, cond_scale=args.guidance, progress=progress)
-    print(f"momask inpaint: {len(motions)} motion(s) of {motions[0].length / FPS:g} s, seed {args.seed}",
-          file=sys.stderr)
-    _write_results(args, motions, {"prompt": args.prompt.strip(), "seed": args.seed, "model": str(path),
-                                   "source": str(args.source), "ranges": np.array(ranges)})
+    _sample_and_write(args, "inpainting", lambda models, encoder, progress: inpaint(
+        models, encoder, source, ranges, args.prompt.strip(), candidates=args.candidates, seed=args.seed,
+        steps=args.steps, cond_scale=args.guidance, progress=progress),
+        {"source": str(args.source), "ranges": np.array(ranges)})
 
 
 def _serve(args):
