@@ -58,7 +58,8 @@ class Settings:
 
 
 def target_armature(context):
-    """The active object, if it is an armature MoMask can animate (its bones map onto the 22 joints)."""
+    """(the active object, its rig description) if it is an armature MoMask can animate (its bones map onto the
+    22 joints)."""
     ob = context.active_object
     if ob is None or ob.type != "ARMATURE":
         what = f"the active object '{ob.name}' is a {ob.type.lower()}" if ob is not None else "nothing is active"
@@ -66,12 +67,11 @@ def target_armature(context):
     if ob.mode == "EDIT":
         raise GenerationError(f"'{ob.name}' is in edit mode: leave edit mode to generate")
     try:
-        read_rig(ob)
+        return ob, read_rig(ob)
     except bonemap.UnmappableSkeletonError as err:
         raise GenerationError(f"'{ob.name}' cannot be animated: {err}") from None
     except ValueError as err:
         raise GenerationError(f"'{ob.name}': {err}") from None
-    return ob
 
 
 def _frames(seconds: float) -> int | None:
@@ -97,11 +97,20 @@ class WorkerJob:
     """One worker request for the active armature, in the steps an operator drives: made (the armature and the
     worker checked: GenerationError before anything changed), started, polled without blocking or waited on,
     then finished (the result put on the armature). Subclasses name the job `kind` and give request(),
-    finish() and summary()."""
+    finish() and summary(); `counts` names the settings that must be at least 1."""
     kind = ""
+    counts = ("steps",)
 
-    def __init__(self, context):
-        self.object_name = target_armature(context).name
+    def __init__(self, context, settings):
+        """settings: the request, with the fields `counts` names. Keeps the armature's rig as read now (self.rig;
+        result() reads it again)."""
+        values = [getattr(settings, name) for name in self.counts]
+        if min(values) < 1:
+            raise GenerationError(f"{' and '.join(self.counts).capitalize()} must be at least 1 (got "
+                                  f"{' and '.join(map(str, values))})")
+        self.settings = settings
+        ob, self.rig = target_armature(context)
+        self.object_name = ob.name
         prefs = preferences.get(context)
         try:
             self.command = preferences.worker_command(prefs)
@@ -171,16 +180,13 @@ class WorkerJob:
 class Generation(WorkerJob):
     """Prompt -> candidates, each keyed as its own action."""
     kind = "generate"
+    counts = ("candidates", "steps")
 
     def __init__(self, context, settings: Settings):
         if not settings.prompt.strip():
             raise GenerationError("Type a prompt that describes the motion")
         self.frames = _frames(settings.seconds)
-        if settings.candidates < 1 or settings.steps < 1:
-            raise GenerationError(f"Candidates and steps must be at least 1 (got {settings.candidates} and "
-                                  f"{settings.steps})")
-        self.settings = settings
-        super().__init__(context)
+        super().__init__(context, settings)
 
     def request(self) -> dict:
         s = self.settings
@@ -190,24 +196,33 @@ class Generation(WorkerJob):
     def finish(self, context) -> list[bpy.types.Action]:
         """Key every candidate as its own action on the armature and switch it to the first one."""
         ob, rig, result = self.result(context)
-        s, seed = self.settings, result["params"]["seed"]
+        s, seed, motions = self.settings, result["params"]["seed"], result["motions"][0]
+        names = [f"{s.prompt.strip()[:PROMPT_IN_NAME]} (seed {seed}" + (
+            f", {k + 1} of {len(motions)})" if len(motions) > 1 else ")") for k in range(len(motions))]
         options = solver.SolveOptions(motion="in place" if s.in_place else "root motion",
                                       horizontal_on=s.travel_on.lower())
-        keyer = rigify.keyer(ob, rig)  # a generated Rigify rig: solved on a proxy, baked onto its controls
-        try:  # every candidate solved before the first key is written
-            poses = [keying.solve_at_fps(keyer.solved, motion["joints"], keying.scene_fps(context.scene), options,
-                                         foot_lock=s.foot_lock, contacts=motion.get("contacts"))
-                     for motion in result["motions"][0]]
-        except ValueError as err:
-            raise GenerationError(f"The generated motion cannot be put on '{ob.name}': {err}") from None
-        names = [f"{s.prompt.strip()[:PROMPT_IN_NAME]} (seed {seed}" + (
-            f", {k + 1} of {len(poses)})" if len(poses) > 1 else ")") for k in range(len(poses))]
-        actions = keyer.key(context, ob, poses, names, s.start_frame)
-        add_candidates(ob, actions)
-        return actions
+        return key_candidates(context, ob, rig, [(m["joints"], m.get("contacts")) for m in motions], names,
+                              s.start_frame, options, s.foot_lock)
 
     def summary(self, actions) -> str:
         return f"MoMask: keyed {len(actions)} candidate(s): {', '.join(a.name for a in actions)}"
+
+
+def key_candidates(context, ob, rig, motions, names: list[str], start_frame: int, options: solver.SolveOptions,
+                   foot_lock: bool) -> list[bpy.types.Action]:
+    """Key each (joints, contacts or None) motion at MOTION_FPS as a new action named after `names` from
+    start_frame on the armature (read_rig gave `rig`), listed among its candidates, the first one assigned. Every
+    motion is solved at the scene's rate before the first key is written; GenerationError when one cannot be."""
+    keyer = rigify.keyer(ob, rig)  # a generated Rigify rig: solved on a proxy, baked onto its controls
+    fps = keying.scene_fps(context.scene)
+    try:
+        poses = [keying.solve_at_fps(keyer.solved, joints, fps, options, foot_lock=foot_lock, contacts=contacts)
+                 for joints, contacts in motions]
+    except ValueError as err:
+        raise GenerationError(f"The generated motion cannot be put on '{ob.name}': {err}") from None
+    actions = keyer.key(context, ob, poses, names, start_frame)
+    add_candidates(ob, actions)
+    return actions
 
 
 def add_candidates(ob, actions) -> None:

@@ -5,13 +5,14 @@ frames).
 Keys go into the channel each bone animates in its rotation mode, so rigs posed in Euler or axis-angle keep
 working (the conversion runs through mathutils per frame; quaternion rigs such as the built-in one skip it)."""
 import dataclasses
+import math
 
 import bpy
 import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Quaternion
 
-from ._core import footlock, skeleton, solver
+from ._core import footlock, solver
 
 MOTION_FPS = 20  # HumanML3D's frame rate, what every model generates at
 _LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
@@ -24,12 +25,17 @@ def scene_fps(scene) -> float:
 def resample(values: np.ndarray, fps: float, source_fps: float = MOTION_FPS) -> np.ndarray:
     """(T, ...) values at source_fps (joints, contact weights) -> (N, ...) at fps by linear interpolation, N
     frames covering the same duration (the last frame at or before the last source frame)."""
-    count = int(np.floor((len(values) - 1) * fps / source_fps + 1e-6)) + 1
+    count = resampled_count(len(values), fps, source_fps)
     position = np.arange(count) * (source_fps / fps)
     below = np.minimum(np.floor(position).astype(int), len(values) - 1)
     above = np.minimum(below + 1, len(values) - 1)
     weight = (position - below).reshape((-1,) + (1,) * (np.ndim(values) - 1))
     return (1 - weight) * values[below] + weight * values[above]
+
+
+def resampled_count(frames: int, fps: float, source_fps: float = MOTION_FPS) -> int:
+    """Frames at fps that resample() makes of `frames` frames at source_fps."""
+    return math.floor((frames - 1) * fps / source_fps + 1e-6) + 1
 
 
 def contacts_at_fps(contacts: np.ndarray, fps: float) -> np.ndarray:
@@ -82,21 +88,23 @@ def solve_at_fps(rig: solver.RigDescription, joints: np.ndarray, fps: float, opt
     if not foot_lock:
         return solver.solve(rig, resample(joints, fps), options)
     if contacts is not None:
-        contacts = np.asarray(contacts, dtype=np.float64)
-        if contacts.shape != (len(joints), len(skeleton.FOOT_CONTACT_JOINTS)):
-            raise ValueError(f"foot contacts must be ({len(joints)}, {len(skeleton.FOOT_CONTACT_JOINTS)}) for "
-                             f"{len(joints)} frames, got {contacts.shape}")
+        footlock.checked_contacts(contacts, len(joints))
         contacts = contacts_at_fps(contacts, fps)
     return footlock.solve_locked(rig, resample(joints, fps), contacts, fps, options)[0]
+
+
+def new_action(ob, name: str):
+    """(action, its slot for `ob`, the slot's channelbag): a new empty action to key `ob` with."""
+    action = bpy.data.actions.new(name)
+    slot = action.slots.new(id_type="OBJECT", name=ob.name)
+    return action, slot, anim_utils.action_ensure_channelbag_for_slot(action, slot)
 
 
 def write_pose(ob, rig: solver.RigDescription, pose: solver.RigPose, name: str,
                start_frame: int) -> bpy.types.Action:
     """A new action with one slot for `ob` keying a solved pose frame by frame from start_frame (nothing is
     assigned)."""
-    action = bpy.data.actions.new(name)
-    slot = action.slots.new(id_type="OBJECT", name=ob.name)
-    channelbag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
+    action, _, channelbag = new_action(ob, name)
     co = np.zeros((len(pose.rotations), 2), dtype=np.float32)
     co[:, 0] = start_frame + np.arange(len(co))
     interpolation = np.full(len(co), _LINEAR, dtype=np.int32)

@@ -19,7 +19,8 @@ TIMER_SECONDS = 0.1
 
 
 class GenerateProperties:
-    """The request, shared by the operator and the panel's settings (Scene.momask)."""
+    """The request, shared by the operator and the panel's settings (Scene.momask); the timeline operators
+    (timeline.py) take seed, guidance, steps, start_frame, in_place and foot_lock from here."""
     prompt: bpy.props.StringProperty(name="Prompt", description="What the character does, in words")
     seconds: bpy.props.FloatProperty(
         name="Duration", default=4.0, soft_min=0.0, soft_max=jobs.MAX_FRAMES / 20, step=10, unit="TIME_ABSOLUTE",

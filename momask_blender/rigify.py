@@ -92,9 +92,7 @@ class ControlRig:
     def _bake_pose(self, ob, proxy_ob, pose: solver.RigPose, name: str, start_frame: int, switch_frames):
         proxy_action = keying.write_pose(proxy_ob, self.proxy, pose, name + " (proxy)", start_frame)
         keying.assign_action(proxy_ob, proxy_action)
-        action = bpy.data.actions.new(name)
-        slot = action.slots.new(id_type="OBJECT", name=ob.name)
-        channelbag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
+        action, slot, channelbag = keying.new_action(ob, name)
         frames = range(start_frame, start_frame + len(pose.rotations))
         ends = sorted(set(switch_frames) or {frames[0], frames[-1]})
         for switch in self.switches:  # FK for the keyed range

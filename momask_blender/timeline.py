@@ -13,6 +13,10 @@ import bpy
 from . import jobs, timeline_jobs
 from .operators import GenerateProperties, WorkerJobOperator
 
+# generate's properties, declared once there; taken by name rather than inherited (Blender lists a base class'
+# properties first), so each operator's redo panel keeps its own order
+_SHARED = GenerateProperties.__annotations__
+
 
 class MOMASK_PG_segment(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(name="Prompt", description="What the character does in this segment")
@@ -43,12 +47,10 @@ class EditProperties:
                                      description="Last frame, included (default: the preview range's)")
     in_place: bpy.props.BoolProperty(name="Edit in Place", default=False,
                                      description="Change the action itself; off: a copy becomes a new candidate")
-    seed: bpy.props.IntProperty(name="Seed", default=0, min=0, description="Same seed, same motion")
-    guidance: bpy.props.FloatProperty(name="Guidance", default=4.0, soft_min=0.0, soft_max=10.0,
-                                      description="How closely the motion follows the prompt")
-    steps: bpy.props.IntProperty(name="Steps", default=10, soft_min=1, soft_max=50,
-                                 description="Decoding steps of the masked transformer")
-    foot_lock: GenerateProperties.__annotations__["foot_lock"]
+    seed: _SHARED["seed"]
+    guidance: _SHARED["guidance"]
+    steps: _SHARED["steps"]
+    foot_lock: _SHARED["foot_lock"]
 
 
 def _frames(op, context) -> tuple[int, int]:
@@ -97,16 +99,12 @@ class MOMASK_OT_generate_sequence(WorkerJobOperator, bpy.types.Operator):
     bl_label = "Generate Sequence"
     bl_options = {"REGISTER", "UNDO"}
 
-    seed: bpy.props.IntProperty(name="Seed", default=0, min=0, description="Same seed, same motion")
-    guidance: bpy.props.FloatProperty(name="Guidance", default=4.0, soft_min=0.0, soft_max=10.0,
-                                      description="How closely the motion follows the prompts")
-    steps: bpy.props.IntProperty(name="Steps", default=10, soft_min=1, soft_max=50,
-                                 description="Decoding steps of the masked transformer")
-    start_frame: bpy.props.IntProperty(name="Start Frame", default=1,
-                                       description="First keyed frame (scripts: the current frame when not given)")
-    in_place: bpy.props.BoolProperty(name="In Place", default=False,
-                                     description="Remove the horizontal travel (turns are kept); off: root motion")
-    foot_lock: GenerateProperties.__annotations__["foot_lock"]
+    seed: _SHARED["seed"]
+    guidance: _SHARED["guidance"]
+    steps: _SHARED["steps"]
+    start_frame: _SHARED["start_frame"]
+    in_place: _SHARED["in_place"]
+    foot_lock: _SHARED["foot_lock"]
 
     def make_job(self, context):
         start = self.start_frame if self.properties.is_property_set("start_frame") else context.scene.frame_current

@@ -28,7 +28,6 @@ from bpy_extras import anim_utils
 
 from . import action_splice, jobs, keying, rigify
 from ._core import blending, footlock, solver
-from .armature_reading import read_rig
 from .jobs import GenerationError
 from .pose_sampling import evaluated_joints, motion_placement, to_motion_space
 
@@ -142,14 +141,12 @@ class _Edit(jobs.WorkerJob):
     rig (a generated Rigify rig's proxy)."""
 
     def __init__(self, context, settings: EditSettings):
-        if settings.steps < 1:
-            raise GenerationError(f"Steps must be at least 1 (got {settings.steps})")
-        super().__init__(context)
+        super().__init__(context, settings)
+        self.fps = keying.scene_fps(context.scene)
 
     def _sample(self, context, ob, frames) -> np.ndarray:
-        self.keyer = rigify.keyer(ob, read_rig(ob))
+        self.keyer = rigify.keyer(ob, self.rig)
         self.placement = motion_placement(self.keyer.solved)
-        self.fps = keying.scene_fps(context.scene)
         joints = to_motion_space(evaluated_joints(context.scene, ob, self.keyer.solved, frames), self.placement)
         self.floor = joints[:, solver.foot_joints(self.keyer.solved), footlock.UP].min()
         return joints
@@ -195,9 +192,9 @@ class _Edit(jobs.WorkerJob):
         return action
 
     def _name(self, result, what: str) -> str:
+        """`what` followed by the prompt (if any) and the seed: the name of an action made."""
         prompt = self.settings.prompt.strip()[:jobs.PROMPT_IN_NAME]
-        return f"{self.action_name}, {what}" + (f" '{prompt}'" if prompt else "") + (
-            f" (seed {result['params']['seed']})")
+        return what + (f" '{prompt}'" if prompt else "") + f" (seed {result['params']['seed']})"
 
     def _request(self) -> dict:
         s = self.settings
@@ -216,14 +213,14 @@ class RangeRegeneration(_Edit):
             raise GenerationError(f"'{ob.name}' has no animation to edit: key it, import an action or generate one")
         action, keyed = animation
         first, last = math.ceil(keyed.min()), math.floor(keyed.max())
-        self.settings, self.action_name = settings, action.name
+        self.action_name = action.name
         self.ranges = check_ranges(settings.ranges, first, last, f"the action '{action.name}'")
         self.seams = [(f0 > first, f1 < last) for f0, f1 in self.ranges]
-        fps = keying.scene_fps(context.scene)
+        fps = self.fps
         context_frames = math.ceil(RANGE_CONTEXT_SECONDS * fps)
         self.first_frame = max(first, self.ranges[0][0] - context_frames)
         frames = range(self.first_frame, min(last, self.ranges[-1][1] + context_frames) + math.ceil(fps / 20) + 1)
-        length20 = math.floor(_to_20fps(len(frames) - 1, fps) + 1e-6) + 1
+        length20 = keying.resampled_count(len(frames), keying.MOTION_FPS, fps)
         self.ranges20 = []  # the 20 fps frames [start, stop) inside each range (its edges are faded anyway)
         for f0, f1 in self.ranges:
             start = math.ceil(_to_20fps(f0 - self.first_frame, fps) - 1e-6)
@@ -262,7 +259,7 @@ class RangeRegeneration(_Edit):
         pose = self._solve(self.keyed_joints(result))
         ranges = ", ".join(map(_text, self.ranges))
         return [self._splice(context, ob, pose, self.ranges[0][0], self.ranges,
-                             self._name(result, f"frames {ranges}"))]
+                             self._name(result, f"{self.action_name}, frames {ranges}"))]
 
     def summary(self, actions) -> str:
         return f"MoMask: regenerated frames {', '.join(map(_text, self.ranges))} in '{actions[0].name}'"
@@ -276,18 +273,18 @@ class GapFill(_Edit):
     def __init__(self, context, settings: EditSettings):
         super().__init__(context, settings)
         ob = context.scene.objects[self.object_name]
-        self.settings, ((g0, g1),) = settings, settings.ranges
+        ((g0, g1),) = settings.ranges
         if g1 < g0 or g1 - g0 + 1 < MIN_RANGE_FRAMES:
             raise GenerationError(f"Frames {g0}-{g1}: a gap to fill is at least {MIN_RANGE_FRAMES} frames, "
                                   "first frame before last")
         self.gap = g0, g1
         clip_start, clip_end = self._clips(ob, g0, g1)
-        fps = keying.scene_fps(context.scene)
+        fps = self.fps
         context_frames = math.ceil(GAP_CONTEXT_SECONDS * fps)
         before = range(max(clip_start, g0 - context_frames), g0)
         after = range(g1 + 1, min(clip_end, g1 + context_frames) + 1)
         self.gap20 = max(1, round(_to_20fps(g1 - g0 + 2, fps)) - 1)
-        length20 = sum(math.floor(_to_20fps(len(part) - 1, fps) + 1e-6) + 1 for part in (before, after))
+        length20 = sum(keying.resampled_count(len(part), keying.MOTION_FPS, fps) for part in (before, after))
         _check_editable(length20 + self.gap20, [(0, self.gap20)], [self.gap], fps)
         joints = self._sample(context, ob, [*before, *after])
         self.before, self.after = joints[:len(before)], joints[len(before):]
@@ -341,10 +338,9 @@ class GapFill(_Edit):
         lead_in, lead_out = blending.carried_on(self.before, self.after, frames)
         pose = self._solve(blending.fade(edited, lead_in, lead_out, round(blending.BLEND_SECONDS * self.fps)))
         if self.action_name is not None:
-            return [self._splice(context, ob, pose, g0, [self.gap], self._name(result, f"in-between {g0}-{g1}"))]
-        prompt = self.settings.prompt.strip()[:jobs.PROMPT_IN_NAME]
-        (action,) = self.keyer.key(context, ob, [pose], [f"In-between {g0}-{g1}" + (f" '{prompt}'" if prompt else "")
-                                                         + f" (seed {result['params']['seed']})"], g0)
+            return [self._splice(context, ob, pose, g0, [self.gap],
+                                 self._name(result, f"{self.action_name}, in-between {g0}-{g1}"))]
+        (action,) = self.keyer.key(context, ob, [pose], [self._name(result, f"In-between {g0}-{g1}")], g0)
         track = ob.animation_data.nla_tracks.new()
         track.name = "MoMask in-between"
         strip = track.strips.new(action.name, g0, action)
@@ -372,10 +368,7 @@ class PromptSequence(jobs.WorkerJob):
             if self.frames[-1] < jobs.MIN_FRAMES:
                 raise GenerationError(f"Segment {i} ('{prompt.strip()}') lasts {seconds:g} s; a segment needs at "
                                       f"least {jobs.MIN_FRAMES / keying.MOTION_FPS:g} s")
-        if settings.steps < 1:
-            raise GenerationError(f"Steps must be at least 1 (got {settings.steps})")
-        self.settings = settings
-        super().__init__(context)
+        super().__init__(context, settings)
 
     def request(self) -> dict:
         s = self.settings
@@ -386,18 +379,12 @@ class PromptSequence(jobs.WorkerJob):
         """Key the motion as a new action (the armature's new candidate) and mark where each segment starts."""
         ob, rig, result = self.result(context)
         s, motion = self.settings, result["motions"][0]
-        fps = keying.scene_fps(context.scene)
-        options = solver.SolveOptions(motion="in place" if s.in_place else "root motion")
-        keyer = rigify.keyer(ob, rig)
-        try:
-            pose = keying.solve_at_fps(keyer.solved, motion["joints"], fps, options, foot_lock=s.foot_lock,
-                                       contacts=motion["contacts"])
-        except ValueError as err:
-            raise GenerationError(f"The generated motion cannot be put on '{ob.name}': {err}") from None
         prompts = [prompt.strip() for prompt, _ in s.segments]
         name = " > ".join(prompts)[:jobs.PROMPT_IN_NAME] + f" (seed {result['params']['seed']})"
-        (action,) = keyer.key(context, ob, [pose], [name], s.start_frame)
-        jobs.add_candidates(ob, [action])
+        (action,) = jobs.key_candidates(
+            context, ob, rig, [(motion["joints"], motion["contacts"])], [name], s.start_frame,
+            solver.SolveOptions(motion="in place" if s.in_place else "root motion"), s.foot_lock)
+        fps = keying.scene_fps(context.scene)
         for prompt, start in zip(prompts, motion["segment_starts"]):
             context.scene.timeline_markers.new(prompt, frame=s.start_frame + round(start * fps / keying.MOTION_FPS))
         return [action]

@@ -90,19 +90,18 @@ def build_rigs(shape: np.ndarray):
 
 
 class RigifyKeyer(Keyer):
-    """Keyer of any rig, a generated Rigify rig through the add-on's proxy and bake onto its FK controls (measured
-    on its deforming DEF bones)."""
+    """Keyer of any rig through the add-on's rigify.keyer: a generated Rigify rig through its proxy and bake onto
+    its FK controls (measured on its deforming DEF bones)."""
 
     def __init__(self, ob):
         super().__init__(ob)
-        self.control = rigify.control_rig(ob, self.rig)
-        if self.control is not None:
-            self.solved, self.measured = self.control.proxy, read_rig(ob, DEF_TABLE)
+        self.keyer = rigify.keyer(ob, self.rig)
+        self.solved = self.keyer.solved
+        if self.keyer.control is not None:
+            self.measured = read_rig(ob, DEF_TABLE)
 
     def key(self, pose, name: str) -> None:
-        if self.control is None:
-            return super().key(pose, name)
-        keying.assign_action(self.ob, self.control.bake(bpy.context, self.ob, [pose], [name], 1)[0])
+        keying.assign_action(self.ob, self.keyer.key(bpy.context, self.ob, [pose], [name], 1)[0])
 
 
 def main() -> None:
