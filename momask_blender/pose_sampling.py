@@ -9,18 +9,10 @@ import numpy as np
 from ._core import skeleton, solver
 
 
-def _skeleton_rest() -> np.ndarray:
-    """(22, 3) HumanML3D's target skeleton at rest (metres, y up)."""
-    joints = np.array(skeleton.TARGET_OFFSETS, dtype=np.float64)
-    for j in range(1, skeleton.NUM_JOINTS):  # parents come first
-        joints[j] += joints[skeleton.PARENTS[j]]
-    return joints
-
-
 def motion_placement(rig: solver.RigDescription) -> np.ndarray:
     """(4, 4) similarity from the models' space (metres, y up, HumanML3D's body size) to the rig's world: scaled
     by the rig's leg length, so a giant or a centimetre rig is edited as a human-sized body."""
-    return solver.default_placement(rig, _skeleton_rest()[None])
+    return solver.default_placement(rig, skeleton.rest_positions(skeleton.TARGET_OFFSETS)[None])
 
 
 def to_motion_space(joints: np.ndarray, placement: np.ndarray) -> np.ndarray:

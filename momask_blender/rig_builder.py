@@ -42,10 +42,9 @@ def _direction(name: str) -> np.ndarray:
 def rest_joints() -> np.ndarray:
     """(22, 3) rest joint positions in Blender's frame (metres, z up, facing -y), the toes on the ground and the
     pelvis above the origin."""
-    joints = np.zeros((len(JOINT_NAMES), 3))
-    for j, name in enumerate(JOINT_NAMES[1:], start=1):
-        joints[j] = joints[PARENTS[j]] + skeleton.TARGET_BONE_LENGTHS[j] * _direction(name)
-    joints = joints @ solver.HUMANML3D_TO_BLENDER.T
+    offsets = [np.zeros(3)] + [skeleton.TARGET_BONE_LENGTHS[j] * _direction(name)
+                               for j, name in enumerate(JOINT_NAMES[1:], start=1)]
+    joints = skeleton.rest_positions(np.array(offsets)) @ solver.HUMANML3D_TO_BLENDER.T
     joints[:, 2] -= joints[:, 2].min()
     return joints
 

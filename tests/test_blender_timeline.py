@@ -177,6 +177,14 @@ def regenerate(**params):
     return bpy.ops.momask.regenerate_range("EXEC_DEFAULT", **params)
 
 
+def recorded(ob):
+    """Animate `ob` (animated) -> (its action, its rig description, the evaluated joints of every frame, all
+    its keys): the state an edit is compared with."""
+    action = animated(ob)
+    rig = addon_module("armature_reading").read_rig(ob)
+    return action, rig, evaluated_joints(ob, range(1, FRAMES + 1), rig), all_keys(action)
+
+
 @pytest.fixture
 def rig_ob(request, scene, model_prefs):
     """The armature to edit at the scene frame rate asked for: ("builtin", 24) or ("mixamo", 30)."""
@@ -188,10 +196,7 @@ def rig_ob(request, scene, model_prefs):
 @pytest.mark.parametrize("rig_ob", [("builtin", 24), ("mixamo", 30)], indirect=True)
 def test_regenerated_ranges_keep_every_other_key_and_join_smoothly(rig_ob):
     ob = rig_ob
-    original = animated(ob)
-    rig = addon_module("armature_reading").read_rig(ob)
-    source = evaluated_joints(ob, range(1, FRAMES + 1), rig)
-    before = all_keys(original)
+    original, rig, source, before = recorded(ob)
     assert regenerate(prompt="a person jumps", frame_start=40, frame_end=99, ranges="141-161, 101-115",
                       seed=2) == {"FINISHED"}
 
@@ -218,10 +223,7 @@ def test_regenerated_ranges_keep_every_other_key_and_join_smoothly(rig_ob):
 def test_ranges_at_the_very_start_and_end_in_place_from_the_preview_range(scene, model_prefs):
     scene.render.fps = 24
     ob = rig_with_finger()
-    action = animated(ob)
-    rig = addon_module("armature_reading").read_rig(ob)
-    source = evaluated_joints(ob, range(1, FRAMES + 1), rig)
-    before = all_keys(action)
+    action, rig, source, before = recorded(ob)
     scene.use_preview_range, scene.frame_preview_start, scene.frame_preview_end = True, 1, 13
     assert regenerate(prompt="a person waves", ranges="188-200", in_place=True, seed=5) == {"FINISHED"}
     assert ob.animation_data.action == action and len(bpy.data.actions) == 1 and not len(ob.momask_candidates)
@@ -260,10 +262,7 @@ def test_feet_planted_in_a_regenerated_range(scene, model_prefs):
     body; the animation outside the range and its seams stay as they were either way."""
     scene.render.fps = 24
     ob = rig_with_finger()
-    original = animated(ob)
-    rig = addon_module("armature_reading").read_rig(ob)
-    source = evaluated_joints(ob, range(1, FRAMES + 1), rig)
-    before = all_keys(original)
+    original, rig, source, before = recorded(ob)
     edits = {}
     for lock in (False, True):
         addon_module("keying").assign_action(ob, original)
