@@ -24,10 +24,10 @@ from safetensors.torch import load_model, save_model
 from core.features import FEATURE_DIM
 from core.models import MoMaskModels, build_model
 from core.skeleton import NUM_JOINTS
+from core.timebase import FPS
 
 FORMAT_NAME = "momask-blender-model"
 FORMAT_VERSION = 1
-FPS = 20  # HumanML3D's frame rate, which every model here speaks
 PARTS = ("rvq", "mask", "residual", "length")
 REQUIRED_PARTS = ("rvq", "mask")
 MISSING_PART_WARNINGS = {

@@ -134,7 +134,8 @@ def _progress_bar(description: str):
 def _write_results(args, motions, info: dict) -> None:
     """Every candidate to every --out file (NAME_k.EXT for several candidates), feet locked if asked."""
     from tqdm import tqdm
-    from core.motion_export import FPS, candidate_paths, write_motion
+    from core.motion_export import candidate_paths, write_motion
+    from core.timebase import FPS
     joints = [m.joints for m in motions]
     if args.foot_lock:
         from core.footlock import lock_feet
@@ -149,7 +150,7 @@ def _write_results(args, motions, info: dict) -> None:
 def _sample_and_write(args, description: str, sample, info: dict) -> None:
     """The checked request's model loaded, `sample(models, encoder, progress) -> motions` run under a progress
     bar, the motions written to every --out."""
-    from core.motion_export import FPS
+    from core.timebase import FPS
     _checked_request(args)
     path, models, encoder = _model_and_encoder(args)
     bar, progress = _progress_bar(description)
@@ -161,7 +162,7 @@ def _sample_and_write(args, description: str, sample, info: dict) -> None:
 
 
 def _generate(args):
-    from core.motion_export import FPS
+    from core.timebase import FPS
     from core.sampling import MAX_FRAMES, MIN_FRAMES, generate
     prompt = args.prompt.strip()
     if not prompt:

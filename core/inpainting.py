@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from core.blending import BLEND_SECONDS, carried_on, ease, fade
-from core.checkpoint import FPS
 from core.features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematics, inverse_kinematics,
                            joints_to_features, recover_from_ric)
 from core.models import MoMaskModels
@@ -26,6 +25,7 @@ from core.quaternion import qrot
 from core.sampling import (MAX_FRAMES, MIN_FRAMES, GenerationCancelled, check_sampling_options,
                            decode_features, masked_decode, residual_decode)
 from core.skeleton import FACE_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
+from core.timebase import FPS
 
 BLEND_FRAMES = round(BLEND_SECONDS * FPS)  # frames over which a range fades from the source into the new motion
 EDIT_CONTEXT = 16  # frames of source the model sees at least on each side of a range in a long motion

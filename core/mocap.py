@@ -6,12 +6,12 @@ cannot: the file's up axis, its unit, and its frame rate. Pure numpy/scipy; no t
 from pathlib import Path
 
 import numpy as np
-from scipy.interpolate import interp1d
 from scipy.spatial.transform import Rotation
 
 from core.bonemap import UnmappableSkeletonError, map_skeleton
 from core.bvh import Bvh, read_bvh
 from core.skeleton import JOINT_INDEX, LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
+from core.timebase import resample
 
 # Units a mocap file is likely written in, tried in this order: metres per file unit.
 UNITS = (("m", 1.0), ("cm", 0.01), ("mm", 0.001), ("inch", 0.0254), ("foot", 0.3048))
@@ -26,21 +26,6 @@ Z_UP_TO_Y_UP = Rotation.from_euler("x", -90, degrees=True).as_matrix()
 _AXES = {"y": 1, "z": 2}
 _FEET = list(LEFT_FOOT_JOINTS + RIGHT_FOOT_JOINTS)
 _UPRIGHT_COSINE = np.cos(np.radians(45))
-
-
-def resample(positions: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-    """Linear interpolation over time of (F, ...) positions from src_fps to dst_fps, both ends kept inside
-    the clip: floor((F - 1) * dst / src) + 1 frames. Interpolating instead of dropping frames keeps the timing
-    exact for rates that are not multiples (30 -> 20 fps)."""
-    positions = np.asarray(positions, dtype=np.float64)
-    if src_fps <= 0 or dst_fps <= 0:
-        raise ValueError(f"frame rates must be positive, got {src_fps} -> {dst_fps}")
-    if len(positions) < 2:
-        return positions.copy()
-    duration = len(positions) - 1  # in source frames
-    num_out = int(np.floor(duration * dst_fps / src_fps + 1e-9)) + 1
-    times = np.minimum(np.arange(num_out) * (src_fps / dst_fps), duration)
-    return interp1d(np.arange(len(positions)), positions, axis=0, assume_sorted=True)(times)
 
 
 def _standing_height(joints: np.ndarray) -> np.ndarray:
@@ -128,7 +113,7 @@ def bvh_to_smpl_joints(source, fps: float = 20.0, up: str = "auto", scale: float
                            (None, DEFAULT_STANDING_HEIGHT / height))
         unit = (f"{unit} (detected)" if unit else
                 f"no unit gives a human height, scaled to {DEFAULT_STANDING_HEIGHT} m ({scale:.4g} m per unit)")
-    joints = resample(joints * scale, bvh.fps, fps)
+    joints = resample(joints * scale, fps, bvh.fps)
     lines = [
         f"{bvh.source}: {len(positions)} frames at {bvh.fps:g} fps -> {len(joints)} frames at {fps:g} fps",
         f"up axis: {axis} ({'detected' if up == 'auto' else 'given'})" + (", rotated to y up" if axis == "z" else ""),

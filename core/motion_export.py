@@ -16,8 +16,8 @@ from core.bvh import write_bvh
 from core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, RAW_OFFSETS, rest_positions
 from core.solver import (HUMANML3D_TO_BLENDER, SolveOptions, checked_joints, describe_rig, perpendicular, solve,
                          unit)
+from core.timebase import FPS
 
-FPS = 20.0  # the rate every motion here is at (HumanML3D's)
 FORMATS = (".npy", ".npz", ".bvh", ".gif", ".mp4")  # what each holds: write_motion (and `momask generate --help`)
 BVH_BONE_NAMES = tuple(PRESETS["smpl22_template"][name] for name in JOINT_NAMES)  # Hips, LeftUpLeg, ...
 # End Sites of the chain ends, metres along their parent bone: the top of the head, fingertips, toe tips.

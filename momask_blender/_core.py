@@ -24,6 +24,6 @@ def _momask_core():
 
 
 _momask_core()
-from core import blending, bonemap, footlock, skeleton, solver  # noqa: E402  (after `core` is registered)
+from core import blending, bonemap, footlock, skeleton, solver, timebase  # noqa: E402  (after `core` is registered)
 
-__all__ = ["blending", "bonemap", "footlock", "skeleton", "solver"]
+__all__ = ["blending", "bonemap", "footlock", "skeleton", "solver", "timebase"]

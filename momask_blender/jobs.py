@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import bpy
 
 from . import keying, preferences, rigify
-from ._core import bonemap, solver
+from ._core import bonemap, solver, timebase
 from .armature_reading import read_rig
 from .worker_client import EXTENSION_ROOT, WorkerClient, WorkerError
 
@@ -77,10 +77,10 @@ def target_armature(context):
 def _frames(seconds: float) -> int | None:
     if seconds == 0:
         return None
-    frames = round(seconds * keying.MOTION_FPS)
+    frames = round(seconds * timebase.FPS)
     if not MIN_FRAMES <= frames <= MAX_FRAMES:
-        raise GenerationError(f"Duration {seconds:g} s is out of range: choose {MIN_FRAMES / keying.MOTION_FPS:g} "
-                              f"to {MAX_FRAMES / keying.MOTION_FPS:g} s, or 0 to let the model choose")
+        raise GenerationError(f"Duration {seconds:g} s is out of range: choose {MIN_FRAMES / timebase.FPS:g} "
+                              f"to {MAX_FRAMES / timebase.FPS:g} s, or 0 to let the model choose")
     return frames
 
 
@@ -210,7 +210,7 @@ class Generation(WorkerJob):
 
 def key_candidates(context, ob, rig, motions, names: list[str], start_frame: int, options: solver.SolveOptions,
                    foot_lock: bool) -> list[bpy.types.Action]:
-    """Key each (joints, contacts or None) motion at MOTION_FPS as a new action named after `names` from
+    """Key each (joints, contacts or None) motion at timebase.FPS as a new action named after `names` from
     start_frame on the armature (read_rig gave `rig`), listed among its candidates, the first one assigned. Every
     motion is solved at the scene's rate before the first key is written; GenerationError when one cannot be."""
     keyer = rigify.keyer(ob, rig)  # a generated Rigify rig: solved on a proxy, baked onto its controls

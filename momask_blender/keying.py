@@ -5,16 +5,14 @@ frames).
 Keys go into the channel each bone animates in its rotation mode, so rigs posed in Euler or axis-angle keep
 working (the conversion runs through mathutils per frame; quaternion rigs such as the built-in one skip it)."""
 import dataclasses
-import math
 
 import bpy
 import numpy as np
 from bpy_extras import anim_utils
 from mathutils import Quaternion
 
-from ._core import footlock, solver
+from ._core import footlock, solver, timebase
 
-MOTION_FPS = 20  # HumanML3D's frame rate, what every model generates at
 _LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
 
 
@@ -22,25 +20,9 @@ def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
-def resample(values: np.ndarray, fps: float, source_fps: float = MOTION_FPS) -> np.ndarray:
-    """(T, ...) values at source_fps (joints, contact weights) -> (N, ...) at fps by linear interpolation, N
-    frames covering the same duration (the last frame at or before the last source frame)."""
-    count = resampled_count(len(values), fps, source_fps)
-    position = np.arange(count) * (source_fps / fps)
-    below = np.minimum(np.floor(position).astype(int), len(values) - 1)
-    above = np.minimum(below + 1, len(values) - 1)
-    weight = (position - below).reshape((-1,) + (1,) * (np.ndim(values) - 1))
-    return (1 - weight) * values[below] + weight * values[above]
-
-
-def resampled_count(frames: int, fps: float, source_fps: float = MOTION_FPS) -> int:
-    """Frames at fps that resample() makes of `frames` frames at source_fps."""
-    return math.floor((frames - 1) * fps / source_fps + 1e-6) + 1
-
-
 def contacts_at_fps(contacts: np.ndarray, fps: float) -> np.ndarray:
-    """(T, 4) foot contacts at MOTION_FPS -> (N, 4) bool at fps, as resample times the joints."""
-    return resample(np.asarray(contacts, dtype=np.float64), fps) > 0.5
+    """(T, 4) foot contacts at timebase.FPS -> (N, 4) bool at fps, as the joints are resampled."""
+    return timebase.resample(contacts, fps) > 0.5
 
 
 def _keyed_bones(rig: solver.RigDescription) -> list[int]:
@@ -78,7 +60,7 @@ def _key(channelbag, data_path: str, group: str, co: np.ndarray, interpolation: 
 
 def solve_at_fps(rig: solver.RigDescription, joints: np.ndarray, fps: float, options: solver.SolveOptions,
                  foot_lock: bool = False, contacts: np.ndarray | None = None) -> solver.RigPose:
-    """The rig's pose for every frame at fps of (T, 22, 3) HumanML3D joints at MOTION_FPS. The motion is placed
+    """The rig's pose for every frame at fps of (T, 22, 3) HumanML3D joints at timebase.FPS. The motion is placed
     by its own frames (interpolated ones are a little shorter in the limbs and would shrink the scale).
     foot_lock plants the feet (core.footlock.solve_locked) during the (T, 4) contacts the model gave, re-checked
     on the rig (None: detected there)."""
@@ -86,11 +68,11 @@ def solve_at_fps(rig: solver.RigDescription, joints: np.ndarray, fps: float, opt
     if options.placement is None:
         options = dataclasses.replace(options, placement=solver.default_placement(rig, joints))
     if not foot_lock:
-        return solver.solve(rig, resample(joints, fps), options)
+        return solver.solve(rig, timebase.resample(joints, fps), options)
     if contacts is not None:
         footlock.checked_contacts(contacts, len(joints))
         contacts = contacts_at_fps(contacts, fps)
-    return footlock.solve_locked(rig, resample(joints, fps), contacts, fps, options)[0]
+    return footlock.solve_locked(rig, timebase.resample(joints, fps), contacts, fps, options)[0]
 
 
 def new_action(ob, name: str):

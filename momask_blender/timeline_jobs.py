@@ -27,12 +27,12 @@ import numpy as np
 from bpy_extras import anim_utils
 
 from . import action_splice, jobs, keying, rigify
-from ._core import blending, footlock, solver
+from ._core import blending, footlock, solver, timebase
 from .jobs import GenerationError
 from .pose_sampling import evaluated_joints, motion_placement, to_motion_space
 
 MIN_RANGE_FRAMES = 4  # scene frames of the shortest range or gap
-RANGE_CONTEXT_SECONDS = jobs.MAX_FRAMES / keying.MOTION_FPS  # animation sampled on each side: a model window
+RANGE_CONTEXT_SECONDS = jobs.MAX_FRAMES / timebase.FPS  # animation sampled on each side: a model window
 GAP_CONTEXT_SECONDS = 2.0  # of each clip around a gap
 # core.inpainting.EDIT_CONTEXT and MAX_RANGE_FRAMES (that module needs torch): the longest range, in 20 fps frames,
 # of a motion longer than one transformer window
@@ -116,7 +116,7 @@ def _action_keys(ob):
 
 
 def _to_20fps(frames: int, fps: float) -> float:
-    return frames * keying.MOTION_FPS / fps
+    return frames * timebase.FPS / fps
 
 
 def _check_editable(length20: int, ranges20, ranges, fps: float) -> None:
@@ -124,13 +124,13 @@ def _check_editable(length20: int, ranges20, ranges, fps: float) -> None:
     20 fps frames [start, stop) it regenerates)."""
     if length20 < jobs.MIN_FRAMES:
         raise GenerationError(f"Too little animation to edit: the model needs at least "
-                              f"{jobs.MIN_FRAMES / keying.MOTION_FPS:g} s around and in the range")
+                              f"{jobs.MIN_FRAMES / timebase.FPS:g} s around and in the range")
     if length20 > jobs.MAX_FRAMES:
         for (start, stop), frames in zip(ranges20, ranges):
             if stop - start > MAX_RANGE_FRAMES:
                 raise GenerationError(
                     f"Frames {_text(frames)} last {(frames[1] - frames[0] + 1) / fps:.1f} s; the model regenerates "
-                    f"at most {MAX_RANGE_FRAMES / keying.MOTION_FPS:g} s at a time: split the range")
+                    f"at most {MAX_RANGE_FRAMES / timebase.FPS:g} s at a time: split the range")
 
 
 
@@ -220,7 +220,7 @@ class RangeRegeneration(_Edit):
         context_frames = math.ceil(RANGE_CONTEXT_SECONDS * fps)
         self.first_frame = max(first, self.ranges[0][0] - context_frames)
         frames = range(self.first_frame, min(last, self.ranges[-1][1] + context_frames) + math.ceil(fps / 20) + 1)
-        length20 = keying.resampled_count(len(frames), keying.MOTION_FPS, fps)
+        length20 = timebase.resampled_count(len(frames), timebase.FPS, fps)
         self.ranges20 = []  # the 20 fps frames [start, stop) inside each range (its edges are faded anyway)
         for f0, f1 in self.ranges:
             start = math.ceil(_to_20fps(f0 - self.first_frame, fps) - 1e-6)
@@ -233,7 +233,7 @@ class RangeRegeneration(_Edit):
         self.source = self._sample(context, ob, frames)
 
     def request(self) -> dict:
-        source = keying.resample(self.source, keying.MOTION_FPS, self.fps).astype(np.float32)
+        source = timebase.resample(self.source, timebase.FPS, self.fps).astype(np.float32)
         return dict(self._request(), source=source, ranges=[list(pair) for pair in self.ranges20])
 
     def keyed_joints(self, result) -> np.ndarray:
@@ -242,7 +242,7 @@ class RangeRegeneration(_Edit):
         each range's seams, and the animation itself between ranges."""
         motion, count = result["motions"][0], len(self.source)
         window = slice(self.ranges[0][0] - self.first_frame, self.ranges[-1][1] - self.first_frame + 1)
-        edited = self._planted(keying.resample(motion["joints"], self.fps)[:count][window],
+        edited = self._planted(timebase.resample(motion["joints"], self.fps)[:count][window],
                                keying.contacts_at_fps(motion["contacts"], self.fps)[:count][window])
         source = self.source[window]
         joints = source.copy()
@@ -284,7 +284,7 @@ class GapFill(_Edit):
         before = range(max(clip_start, g0 - context_frames), g0)
         after = range(g1 + 1, min(clip_end, g1 + context_frames) + 1)
         self.gap20 = max(1, round(_to_20fps(g1 - g0 + 2, fps)) - 1)
-        length20 = sum(keying.resampled_count(len(part), keying.MOTION_FPS, fps) for part in (before, after))
+        length20 = sum(timebase.resampled_count(len(part), timebase.FPS, fps) for part in (before, after))
         _check_editable(length20 + self.gap20, [(0, self.gap20)], [self.gap], fps)
         joints = self._sample(context, ob, [*before, *after])
         self.before, self.after = joints[:len(before)], joints[len(before):]
@@ -320,8 +320,8 @@ class GapFill(_Edit):
                 math.floor(min(after, key=lambda s: s.frame_start).frame_end))
 
     def request(self) -> dict:
-        before = keying.resample(self.before[::-1], keying.MOTION_FPS, self.fps)[::-1]  # ends at the gap
-        after = keying.resample(self.after, keying.MOTION_FPS, self.fps)
+        before = timebase.resample(self.before[::-1], timebase.FPS, self.fps)[::-1]  # ends at the gap
+        after = timebase.resample(self.after, timebase.FPS, self.fps)
         self.before20 = len(before)
         return dict(self._request(), before=before.astype(np.float32), after=after.astype(np.float32),
                     gap_frames=self.gap20)
@@ -332,8 +332,8 @@ class GapFill(_Edit):
         g0, g1 = self.gap
         frames = g1 - g0 + 1
         motion, span = result["motions"][0], slice(self.before20 - 1, self.before20 + self.gap20 + 1)
-        rate = keying.MOTION_FPS * (frames + 1) / (self.gap20 + 1)  # the gap's 20 fps frames -> its scene frames
-        edited = self._planted(keying.resample(motion["joints"][span], rate)[1:frames + 1],
+        rate = timebase.FPS * (frames + 1) / (self.gap20 + 1)  # the gap's 20 fps frames -> its scene frames
+        edited = self._planted(timebase.resample(motion["joints"][span], rate)[1:frames + 1],
                                keying.contacts_at_fps(motion["contacts"][span], rate)[1:frames + 1])
         lead_in, lead_out = blending.carried_on(self.before, self.after, frames)
         pose = self._solve(blending.fade(edited, lead_in, lead_out, round(blending.BLEND_SECONDS * self.fps)))
@@ -364,10 +364,10 @@ class PromptSequence(jobs.WorkerJob):
         for i, (prompt, seconds) in enumerate(settings.segments, start=1):
             if not prompt.strip():
                 raise GenerationError(f"Segment {i} of the prompt timeline has no prompt")
-            self.frames.append(round(seconds * keying.MOTION_FPS))
+            self.frames.append(round(seconds * timebase.FPS))
             if self.frames[-1] < jobs.MIN_FRAMES:
                 raise GenerationError(f"Segment {i} ('{prompt.strip()}') lasts {seconds:g} s; a segment needs at "
-                                      f"least {jobs.MIN_FRAMES / keying.MOTION_FPS:g} s")
+                                      f"least {jobs.MIN_FRAMES / timebase.FPS:g} s")
         super().__init__(context, settings)
 
     def request(self) -> dict:
@@ -386,9 +386,9 @@ class PromptSequence(jobs.WorkerJob):
             solver.SolveOptions(motion="in place" if s.in_place else "root motion"), s.foot_lock)
         fps = keying.scene_fps(context.scene)
         for prompt, start in zip(prompts, motion["segment_starts"]):
-            context.scene.timeline_markers.new(prompt, frame=s.start_frame + round(start * fps / keying.MOTION_FPS))
+            context.scene.timeline_markers.new(prompt, frame=s.start_frame + round(start * fps / timebase.FPS))
         return [action]
 
     def summary(self, actions) -> str:
         return (f"MoMask: keyed the prompt timeline ({len(self.frames)} segments, "
-                f"{sum(self.frames) / keying.MOTION_FPS:g} s) as '{actions[0].name}'")
+                f"{sum(self.frames) / timebase.FPS:g} s) as '{actions[0].name}'")

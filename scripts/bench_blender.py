@@ -82,6 +82,7 @@ def bench(args, tmp: Path) -> int:
 
     bpy, module = load_extension(tmp)
     preferences, jobs, keying = module("preferences"), module("jobs"), module("keying")
+    timebase = module("_core").timebase
     prefs = preferences.get()
     prefs.model_dirs.add().path = str(model)
     prefs.model = "0"
@@ -112,7 +113,7 @@ def bench(args, tmp: Path) -> int:
                                               seed=seed).wait()
         worker.append(result["seconds"])
     motion = result["motions"][0][0]["joints"]
-    print(f"prompt -> keys, {len(motion)} frames at 20 fps -> {len(keying.resample(motion, args.fps))} keyed "
+    print(f"prompt -> keys, {len(motion)} frames at 20 fps -> {len(timebase.resample(motion, args.fps))} keyed "
           f"frames at {args.fps} fps, warm worker: median {median_ms(total)}; the worker's generation alone "
           f"{median_ms(worker)}")
 

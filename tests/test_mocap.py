@@ -8,8 +8,9 @@ import pytest
 from core.bonemap import UnmappableSkeletonError, map_skeleton
 from core.bvh import read_bvh
 from core.cli import main as momask
-from core.mocap import bvh_to_smpl_joints, resample
+from core.mocap import bvh_to_smpl_joints
 from core.skeleton import JOINT_INDEX, LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
+from core.timebase import resample
 from tests.conftest import shared_path
 
 FEET = list(LEFT_FOOT_JOINTS + RIGHT_FOOT_JOINTS)
@@ -19,17 +20,17 @@ def test_resample_interpolates_linearly_in_time():
     rng = np.random.default_rng(1)
     start, velocity = rng.normal(size=(22, 3)), rng.normal(size=(22, 3))
     positions = start + velocity * np.arange(31)[:, None, None] / 30.0  # 1 s of linear motion at 30 fps
-    out = resample(positions, 30.0, 20.0)
+    out = resample(positions, 20.0, 30.0)
     assert out.shape == (21, 22, 3)
     np.testing.assert_allclose(out, start + velocity * np.arange(21)[:, None, None] / 20.0, atol=1e-12)
 
     wiggle = rng.normal(size=(32, 22, 3))  # 32 frames: floor(31 * 20 / 30) + 1 = 21 output frames
-    out = resample(wiggle, 30.0, 20.0)
+    out = resample(wiggle, 20.0, 30.0)
     assert out.shape == (21, 22, 3)
     np.testing.assert_allclose(out[::2], wiggle[::3], atol=1e-12)  # shared instants are kept
     np.testing.assert_allclose(out[1], (wiggle[1] + wiggle[2]) / 2, atol=1e-12)  # 1.5 source frames in
     np.testing.assert_allclose(resample(wiggle, 30.0, 30.0), wiggle, atol=1e-12)
-    assert resample(wiggle, 120.0, 20.0).shape[0] == 31 // 6 + 1
+    assert resample(wiggle, 20.0, 120.0).shape[0] == 31 // 6 + 1
 
 
 def standing(joints: np.ndarray) -> dict:
@@ -89,7 +90,7 @@ def test_smpl_template_maps_one_to_one_onto_its_forward_kinematics():
     rest = bvh.rest_positions()  # a near-T pose, taller than any frame of the clip
     height = rest[bvh.names.index("Head"), 1] - rest[[bvh.names.index(n) for n in ("LeftToe", "RightToe")], 1].min()
     assert f"standing height (head joint to lowest foot): {height:.4g} file units" in report
-    expected = resample(bvh.global_positions()[:, bones], 60.0, 20.0)
+    expected = resample(bvh.global_positions()[:, bones], 20.0, 60.0)
     np.testing.assert_allclose(joints, expected, atol=1e-12)
     joints60, _ = bvh_to_smpl_joints(bvh, fps=60.0)
     np.testing.assert_allclose(joints60, bvh.global_positions()[:, bones], atol=1e-12)

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from core import footlock, solver
+from core import footlock, solver, timebase
 from core.features import foot_contacts
-from core.mocap import bvh_to_smpl_joints, resample
+from core.mocap import bvh_to_smpl_joints
 from core.skeleton import FOOT_CONTACT_JOINTS, JOINT_INDEX, JOINT_NAMES, PARENTS
 from tests.conftest import shared_path
 from tests.test_blender_extension import addon_module, bpy, extension, generate, prefs, scene  # noqa: F401
@@ -195,8 +195,8 @@ def test_a_22_bone_rig_is_retargeted_and_keyed_in_under_100_ms(motions):
     """196 frames (the longest generated motion): read, solve with foot locking, key."""
     joints, contacts = motions["fixture kick"]
     frames = 196
-    long = resample(joints, FPS, FPS * (frames - 1) / (len(joints) - 1))
-    planted = resample(contacts.astype(float), FPS, FPS * (frames - 1) / (len(joints) - 1)) > 0.5
+    long = timebase.resample(joints, FPS * (frames - 1) / (len(joints) - 1), FPS)
+    planted = timebase.resample(contacts.astype(float), FPS * (frames - 1) / (len(joints) - 1), FPS) > 0.5
     assert len(long) == frames
     ob = BUILT["momask (SMPL, T)"](joints[0])
     assert retarget_seconds(ob, long, planted, runs=5) < 0.1
@@ -210,7 +210,7 @@ def test_keys_at_the_scenes_rate_lock_feet_by_the_models_contacts(motions):
     options = solver.SolveOptions()
     free, locked = (keying.solve_at_fps(keyer.solved, joints, 30, options, foot_lock=lock, contacts=contacts)
                     for lock in (False, True))
-    frames, at_30 = keying.resample(joints, 30), keying.resample(contacts.astype(float), 30) > 0.5
+    frames, at_30 = timebase.resample(joints, 30), timebase.resample(contacts.astype(float), 30) > 0.5
     same, held = footlock.solve_locked(keyer.solved, frames, at_30, 30,
                                       solver.SolveOptions(placement=locked.placement))
     np.testing.assert_array_equal(locked.rotations, same.rotations)

@@ -30,9 +30,9 @@ from core.dataset.captions import CONTENTS, STYLES, captions_for, content_side
 from core.features import (CONTACTS, LOCAL_VEL, RIC, ROOT_LIN_VEL, ROOT_ROT_VEL, ROOT_Y, ROT6D, joints_to_features,
                            mirror_joints)
 from core.mocap import bvh_to_smpl_joints
+from core.timebase import FPS
 
 DEFAULT_ARCHIVE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bandai-namco-motion.tar.xz"
-FPS = 20.0
 # Shortest clip kept, in poses at 20 fps (1.2 s; 23 feature rows, 5 tokens once cut to a multiple of 4):
 # MoMask's minimum for KIT-ML. HumanML3D's 40 would drop 406 of the 2,787 clips, most of them complete
 # 1.3-2 s "raise hand" motions; the 11 shorter clips (0.6-1.1 s fragments) are skipped. No maximum: training
@@ -51,7 +51,7 @@ STD_GROUPS = (ROOT_ROT_VEL, ROOT_LIN_VEL, ROOT_Y, RIC, ROT6D, LOCAL_VEL, CONTACT
 FEAT_BIAS = 5.0
 FEAT_BIAS_GROUPS = (ROOT_ROT_VEL, ROOT_LIN_VEL, ROOT_Y, CONTACTS)
 # Modules whose source decides the output: editing one of them invalidates the cache.
-CONVERSION_MODULES = ("core.bvh", "core.bonemap", "core.mocap", "core.skeleton", "core.quaternion",
+CONVERSION_MODULES = ("core.bvh", "core.bonemap", "core.mocap", "core.skeleton", "core.timebase", "core.quaternion",
                       "core.features", "core.dataset", "core.dataset.captions", __name__)
 _CLIP_NAME = re.compile(r"dataset-(\d+)_([^_]+)_([^_]+)_(\d+)")
 
