@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output model directory")
     p.set_defaults(func=_import_momask)
 
-    p = sub.add_parser("evaluate", help="R-precision, FID, MM-Dist, diversity, MultiModality, RVQ MPJPE (spec 8)")
+    p = sub.add_parser("evaluate", help="R-precision, FID, MM-Dist, diversity, MultiModality, RVQ MPJPE")
     p.add_argument("model_dir", help="the model directory to score")
     p.add_argument("--evaluator", default=None, help="evaluator folder (default: MODEL_DIR/evaluator)")
     p.add_argument("--data", default="data/bandai", help="prepared dataset (default: data/bandai)")

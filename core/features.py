@@ -1,4 +1,4 @@
-"""HumanML3D's 263-d motion features <-> 22-joint positions (momask-spec 1.2-1.4), in numpy.
+"""HumanML3D's 263-d motion features <-> 22-joint positions (docs/momask.md, "Motion features"), in numpy.
 
 `joints_to_features` re-implements HumanML3D's `process_file` (including its quirks, so features of HumanML3D
 joints match the released data) and `recover_from_ric` its inverse on positions. Mirroring works on either
@@ -154,7 +154,8 @@ def joints_to_features(joints: np.ndarray, feet_threshold: float = 0.002) -> np.
 
 
 def recover_from_ric(features: np.ndarray) -> np.ndarray:
-    """(..., T, 263) features -> (..., T, 22, 3) joints from the root and ric slices (momask-spec 1.4)."""
+    """(..., T, 263) features -> (..., T, 22, 3) joints from the root and ric slices (docs/momask.md, "Motion
+    features")."""
     f = np.asarray(_check_features(features, min_ndim=2), dtype=np.float64)
     yaw = np.cumsum(f[..., :-1, 0], axis=-1)
     yaw = np.concatenate([np.zeros_like(yaw[..., :1]), yaw], axis=-1)

@@ -1,6 +1,6 @@
-"""Convert a released momask-codes checkpoint folder (`checkpoints/t2m`, momask-spec 7) into our model
-directory: read each part's opt.txt for its sizes, load its .tar with `weights_only=True` (never unpickle
-anything but tensors and plain containers), load the weights strictly into our networks, re-save.
+"""Convert a released momask-codes checkpoint folder (`checkpoints/t2m`, docs/momask.md "Released checkpoints") into our
+model directory: read each part's opt.txt for its sizes, load its .tar with `weights_only=True` (never unpickle anything
+but tensors and plain containers), load the weights strictly into our networks, re-save.
 """
 import os
 from pathlib import Path

@@ -1,13 +1,12 @@
-"""Regenerate frame ranges of an existing motion: inpainting and in-betweening (momask-spec 6).
+"""Regenerate frame ranges of an existing motion: inpainting and in-betweening (docs/momask.md, "Inpainting").
 
-The masked transformer rewrites the base tokens that overlap a range; every other token, residual layers
-included, stays the source's (momask-codes issue #31). Tokens cover 4 frames but ranges are frames
-(issue #16), so the model's output is never used outside a range: those frames are the source's, copied.
-Inside, the decoded joints are put on the source's skeleton and trajectory (matched at the frame before the
-range, the drift carried off smoothly so that the range ends where the source goes on) and faded in from
-the source's own frames at each side (core.blending), so the seams keep the source's velocity. Joints are the
-result to splice into an animation: features integrate the root trajectory, so an edit's features can only
-follow its joints approximately.
+The masked transformer rewrites the base tokens that overlap a range; every other token, residual layers included, stays
+the source's (unlike the released script). Tokens cover 4 frames but ranges are frames, so the model's output is never
+used outside a range: those frames are the source's, copied. Inside, the decoded joints are put on the source's skeleton
+and trajectory (matched at the frame before the range, the drift carried off smoothly so that the range ends where the
+source goes on) and faded in from the source's own frames at each side (core.blending), so the seams keep the source's
+velocity. Joints are the result to splice into an animation: features integrate the root trajectory, so an edit's
+features can only follow its joints approximately.
 
 A source longer than the transformers' 196 frames is edited in 196-frame windows around its ranges.
 """

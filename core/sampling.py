@@ -1,10 +1,10 @@
-"""Text -> motion with MoMask (momask-spec 0, 3, 4): masked decoding of the base tokens, one pass per residual
-layer, RVQ decoding, de-normalisation, joints.
+"""Text -> motion with MoMask (docs/momask.md, "Pipeline"): masked decoding of the base tokens, one pass per
+residual layer, RVQ decoding, de-normalisation, joints.
 
-`masked_decode` and `residual_decode` also serve inpainting (spec 6): positions outside `editable` keep the
-source's tokens. Classifier-free guidance runs the conditional and unconditional halves as one batch, and
-all prompts and candidates of a request share that batch. All randomness comes from one torch.Generator,
-so a seed reproduces a request."""
+`masked_decode` and `residual_decode` also serve inpainting (docs/momask.md, "Inpainting"): positions outside `editable`
+keep the source's tokens. Classifier-free guidance runs the conditional and unconditional halves as one batch, and all
+prompts and candidates of a request share that batch. All randomness comes from one torch.Generator, so a seed
+reproduces a request."""
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -70,10 +70,10 @@ def masked_decode(mask_model, cond: torch.Tensor, token_lens: torch.Tensor, *, s
                   cond_scale: float = 4.0, temperature: float = 1.0, topk: float = 0.9,
                   generator: torch.Generator | None = None, source_ids: torch.Tensor | None = None,
                   editable: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
-    """Base-layer tokens by iterative masked decoding (spec 3). cond (B, cond_dim), token_lens (B,).
-    Generation: every valid position starts masked. Editing (spec 6): `editable` (B, n) marks the positions
-    to regenerate, the others keep `source_ids` (B, n) with score KEPT_SCORE, and the schedule counts
-    editable positions only. `on_step()` runs after each of the `steps` network passes.
+    """Base-layer tokens by iterative masked decoding (docs/momask.md, "Masked transformer"). cond (B, cond_dim),
+    token_lens (B,). Generation: every valid position starts masked. Editing ("Inpainting"): `editable` (B, n) marks the
+    positions to regenerate, the others keep `source_ids` (B, n) with score KEPT_SCORE, and the schedule counts editable
+    positions only. `on_step()` runs after each of the `steps` network passes.
     Returns (B, n) ids, n = max(token_lens), -1 at pads."""
     pad = padding_mask(token_lens)
     editable = ~pad if editable is None else editable.to(pad.device) & ~pad
@@ -102,9 +102,10 @@ def residual_decode(res_model, base_ids: torch.Tensor, cond: torch.Tensor, token
                     cond_scale: float = 5.0, temperature: float = 1.0, topk: float = 0.9,
                     generator: torch.Generator | None = None, source_ids: torch.Tensor | None = None,
                     editable: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
-    """Residual layers 1..Q-1 on top of base_ids (B, n), one guided pass each (spec 4). With `editable`
-    (B, n), positions outside it take layer j from `source_ids` (B, n, Q) instead of sampling, so the
-    layers above see the source's history there (unedited frames stay as they were).
+    """Residual layers 1..Q-1 on top of base_ids (B, n), one guided pass each (docs/momask.md,
+    "Residual transformer"). With `editable` (B, n), positions outside it take layer j from `source_ids`
+    (B, n, Q) instead of sampling, so the layers above see the source's history there (unedited frames stay
+    as they were).
     Returns (B, n, Q), -1 at pads and where the pad class was sampled."""
     pad = padding_mask(token_lens, base_ids.shape[1])
     keep = None

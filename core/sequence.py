@@ -1,7 +1,7 @@
 """Motions longer than the transformers' 196 frames, and prompt sequences, as one continuous motion.
 
 Tokens are made window by window, at most 49 per window: the first window from scratch, every later one as
-an inpainting (momask-spec 6) whose first tokens are the previous window's last ones, kept with all their
+an inpainting (docs/momask.md, "Inpainting") whose first tokens are the previous window's last ones, kept with all their
 layers, and whose rest is generated under its segment's prompt. A window never spans two segments, so a
 prompt change is where a window starts: its new tokens are generated seeing the end of the previous
 motion, which is how the two segments blend. The whole token sequence is then decoded in one pass of the

@@ -1,6 +1,6 @@
 """The 22-joint SMPL skeleton of HumanML3D: the one skeleton every part of the project speaks.
 
-+x is the body's left, +y is up and the body faces +z (momask-spec 1.1). Pure numpy; no torch.
++x is the body's left, +y is up and the body faces +z (docs/momask.md, "Skeleton"). Pure numpy; no torch.
 """
 import numpy as np
 

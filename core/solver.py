@@ -3,8 +3,8 @@
 MoMask outputs joint positions, and rigs disagree on everything rotations depend on (rest pose, bone rolls and
 tails, units, axes, extra bones). So every mapped bone gets the rotation that carries its rest segment (its head
 to the heads of its mapped children) onto the motion's segment, and the twist that positions cannot show comes
-from anatomy: hinge knees and elbows, level feet, hands and head following their parents (blender-notes.md,
-"Joint positions -> bone rotations"). All of it happens in the armature's own space, from bone.matrix_local and
+from anatomy: hinge knees and elbows, level feet, hands and head following their parents (docs/architecture.md,
+"Retargeting"). All of it happens in the armature's own space, from bone.matrix_local and
 the object's matrix_world, and ends as Blender's matrix_basis per bone. Pure numpy: the Blender side imports
 this module and Blender ships numpy, not scipy.
 """

@@ -1,6 +1,6 @@
-"""Speed of the extension in bpy 5.0.1 (issue 5, section 6): prompt -> keys on the built-in rig for 196 frames
+"""Speed of the extension in bpy 5.0.1: prompt -> keys on the built-in rig for 196 frames
 (9.8 s at 20 fps) with the worker warm; the worker's cold start (process start, torch, model and text encoder
-load); keying alone (the new action's curves written with foreach_set); and (issue 7) regenerating a 60-frame
+load); keying alone (the new action's curves written with foreach_set); and regenerating a 60-frame
 range of a 200-frame animation, split into sampling, the worker's inpainting and solving + splicing.
 
 The extension is loaded from the source tree as Blender loads a development repository; the worker is the

@@ -1,4 +1,4 @@
-"""Latency of one generation request with the released MoMask sizes and random weights (issue 3, section 7).
+"""Latency of one generation request with the released MoMask sizes and random weights.
 
 Measures `core.sampling.generate` end to end minus text encoding (the condition vectors are precomputed):
 masked decoding, residual layers, RVQ decoding, de-normalisation and joints. Prints the median over the

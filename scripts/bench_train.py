@@ -1,5 +1,5 @@
-"""Training throughput of every network kind at the released sizes and smaller ones (issue 4, section 1),
-to choose the default model's sizes for a given CPU budget.
+"""Training throughput of every network kind at the released sizes and smaller ones, to choose the default model's sizes
+for a given CPU budget.
 
 Runs the training loop's own step (core.train.loop.training_step) on the real dataset's clips: RVQ windows
 and evaluator crops from its features; token crops with the real clip lengths but random code ids and

@@ -110,7 +110,7 @@ def fingers(side: str) -> list:
                                                for k in (1, 2)))]
 
 
-# The expected maps, written from the rigs' documentation (blender-notes.md "Bone names of common rigs",
+# The expected maps, written from the rigs' documentation (docs/architecture.md "Bone maps",
 # rigs/README.md), in JOINT_NAMES order: pelvis l_hip r_hip spine1 l_knee r_knee spine2 l_ankle r_ankle spine3
 # l_foot r_foot neck l_collar r_collar head l_shoulder r_shoulder l_elbow r_elbow l_wrist r_wrist.
 MIXAMO = ("Hips LeftUpLeg RightUpLeg Spine LeftLeg RightLeg Spine1 LeftFoot RightFoot Spine2 LeftToeBase "

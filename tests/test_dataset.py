@@ -19,7 +19,7 @@ from core.dataset import load_dataset
 from core.dataset.prepare import MIN_CLIPS_TO_HOLD_OUT, assign_splits, feature_statistics, prepare_data
 from core.features import recover_from_ric
 
-# HumanML3D's feature groups written out as numbers (momask-spec 1.3) and MoMask's feat_bias groups.
+# HumanML3D's feature groups written out as numbers (docs/momask.md, "Motion features") and MoMask's feat_bias groups.
 GROUPS = [(0, 1), (1, 3), (3, 4), (4, 67), (67, 193), (193, 259), (259, 263)]
 BIASED = [(0, 1), (1, 3), (3, 4), (259, 263)]
 

@@ -149,7 +149,7 @@ def test_import_release_gives_identical_networks(tmp_path):
 
 def test_import_full_released_config(tmp_path):
     source = write_release(tmp_path / "t2m", hparams=FULL_HPARAMS, opts={})
-    # the released tensor counts and sizes (momask-spec 7, 2-5)
+    # the released tensor counts and sizes (docs/momask.md, "Released checkpoints")
     assert [len(source[n].state_dict()) for n in ("rvq", "mask", "residual")] == [72, 108, 112]
     assert [sum(p.numel() for p in source[n].parameters()) for n in ("rvq", "mask", "residual")] == [
         19_436_807, 12_048_768, 13_364_224]

@@ -1,4 +1,5 @@
-"""MoMask networks: released-checkpoint layout (momask-spec 7), training forwards, RVQ quantiser behaviour."""
+"""MoMask networks: released-checkpoint layout (docs/momask.md, "Released checkpoints"), training forwards, RVQ
+quantiser behaviour."""
 import json
 import math
 

@@ -1,4 +1,4 @@
-"""Retargeting numbers in Blender (issue 6, section 4) on every rig of ../shared/rigs and on armatures built with
+"""Retargeting numbers in Blender on every rig of ../shared/rigs and on armatures built with
 the generator's proportions, for two real motions: the CMU walk converted by core.mocap and HumanML3D's kick,
 each with the contacts HumanML3D's features give (what the model's contact channels learn). Keys are written
 as the add-on writes them and Blender evaluates them; the bones point where the motion's segments do, the

@@ -184,9 +184,9 @@ def test_real_rigs_follow_the_motion_in_blender(fixture_clip, name):
 
 
 def test_rigify_controls_without_their_constraints():
-    """A generated Rigify rig (706 bones; thighs hang from spine_fk.001, spine_fk.002 and the upper arms from
-    mechanism bones) posed through its FK controls, constraints muted: the plain hierarchy lands on the motion.
-    (With the constraints live the Blender side drives the controls from a proxy; blender-notes.md.)"""
+    """A generated Rigify rig (706 bones; thighs hang from spine_fk.001, spine_fk.002 and the upper arms from mechanism
+    bones) posed through its FK controls, constraints muted: the plain hierarchy lands on the motion. (With the
+    constraints live the Blender side drives the controls from a proxy; docs/architecture.md, "Blender 5.0 facts".)"""
     import addon_utils
     addon_utils.enable("rigify", default_set=True)
     bpy.ops.object.armature_human_metarig_add()

@@ -1,4 +1,4 @@
-"""`momask prepare-data`: the Bandai-Namco mocap archive -> the training dataset (momask-spec 1.2, 1.5, 1.6).
+"""`momask prepare-data`: the Bandai-Namco mocap archive -> the training dataset (docs/momask.md, "Motion features").
 
 The tar.xz is read once as a stream (nothing extracted to disk); a process pool turns each BVH into SMPL-22
 joints at 20 fps, their 263-d features and those of the mirrored motion. A clip is kept when its BVH

@@ -1,5 +1,5 @@
-"""Evaluation of text-to-motion models (momask-spec 8): the text-motion evaluator (`evaluator`), the metrics on
-its embeddings (`metrics`, numpy only) and the `momask evaluate` protocol (`evaluate`)."""
+"""Evaluation of text-to-motion models (docs/momask.md, "Evaluation"): the text-motion evaluator (`evaluator`), the
+metrics on its embeddings (`metrics`, numpy only) and the `momask evaluate` protocol (`evaluate`)."""
 from core.evaluation.evaluator import (Evaluator, TextMotionEvaluator, build_evaluator, load_evaluator,
                                        save_evaluator)
 

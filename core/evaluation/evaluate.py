@@ -1,4 +1,4 @@
-"""`momask evaluate`: the metrics table of momask-spec 8 for one model directory, on our test split.
+"""`momask evaluate`: the metrics table of docs/momask.md "Evaluation" for one model directory, on our test split.
 
 Protocol (as the reference evaluation): ground-truth lengths, the evaluator's Euclidean embeddings,
 R-precision in batches of 32 (an incomplete last batch dropped), FID against the real motions of the same

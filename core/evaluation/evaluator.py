@@ -1,4 +1,5 @@
-"""The text-motion evaluator (Guo et al. 2022, momask-spec 8) rebuilt for our data, and its folder on disk.
+"""The text-motion evaluator (Guo et al. 2022; docs/momask.md, "Evaluation") rebuilt for our data, and its folder on
+disk.
 
 The published evaluator reads GloVe word vectors; ours reads the same frozen sentence vector the generator is
 conditioned on (MiniLM, 384-d) through an MLP. The motion side is Guo's: a movement encoder (two strided

@@ -1,4 +1,5 @@
-"""The text-to-motion metrics of Guo et al. 2022 as MoMask reports them (momask-spec 8), on numpy embeddings.
+"""The text-to-motion metrics of Guo et al. 2022 as MoMask reports them (docs/momask.md, "Evaluation"), on numpy
+embeddings.
 
 Same definitions as the reference evaluation (Euclidean distances between evaluator embeddings, FID through
 scipy's matrix square root, diversity over random pairs), so numbers read like the published tables. Pure

@@ -1,4 +1,5 @@
-"""Length estimator (momask-spec 5): text vector -> distribution over the motion's length in tokens."""
+"""Length estimator (docs/momask.md, "Length estimator"): text vector -> distribution over the motion's length in
+tokens."""
 import torch
 from torch import nn
 from torch.nn import functional as F

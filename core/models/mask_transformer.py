@@ -1,4 +1,5 @@
-"""M-Transformer (momask-spec 3): predicts base-layer tokens from a partly masked sequence and the text."""
+"""M-Transformer (docs/momask.md, "Masked transformer"): predicts base-layer tokens from a partly masked sequence and
+the text."""
 import math
 
 import torch

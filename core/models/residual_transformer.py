@@ -1,5 +1,5 @@
-"""R-Transformer (momask-spec 4, share_weight variant): predicts residual layer j from the sum of the token
-embeddings of layers 0..j-1, one pass per layer."""
+"""R-Transformer (docs/momask.md, "Residual transformer"; share_weight variant): predicts residual layer j from the sum
+of the token embeddings of layers 0..j-1, one pass per layer."""
 import math
 
 import torch

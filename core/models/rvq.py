@@ -1,4 +1,4 @@
-"""RVQ-VAE (momask-spec 2): 1D-conv autoencoder with a 6-layer residual quantiser, 4 frames per token.
+"""RVQ-VAE (docs/momask.md, "RVQ-VAE"): 1D-conv autoencoder with a 6-layer residual quantiser, 4 frames per token.
 
 Only `codebook` is saved per quantiser layer (as in the released checkpoints). The EMA statistics that
 training updates (`code_sum`, `code_count`, `initialised`) are non-persistent buffers: they follow the
@@ -197,7 +197,7 @@ class RVQVAE(nn.Module):
         return self.decoder(quantised.transpose(1, 2)).transpose(1, 2), commit, perplexity
 
     def loss(self, x: torch.Tensor, ric_weight: float = 0.5, commit_weight: float = 0.02) -> dict:
-        """momask-spec 2's objective in normalised space: SmoothL1 on all dims + extra SmoothL1 on the
+        """MoMask's RVQ objective in normalised space: SmoothL1 on all dims + extra SmoothL1 on the
         root-relative joint positions (ric) + commitment."""
         x_hat, commit, perplexity = self(x)
         ric = slice(4, 4 + 3 * (self.num_joints - 1))

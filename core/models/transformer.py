@@ -1,5 +1,5 @@
-"""The body the masked and residual transformers share (momask-spec 3, 4): token vectors -> Linear ->
-sinusoidal positions -> prefix tokens (text, layer) -> post-LayerNorm TransformerEncoder -> output head.
+"""The body the masked and residual transformers share (docs/momask.md, "Masked transformer"): token vectors -> Linear
+-> sinusoidal positions -> prefix tokens (text, layer) -> post-LayerNorm TransformerEncoder -> output head.
 
 Attribute names are those of momask-codes so released weights load by name. The encoder runs batch-first
 (same state_dict as the released sequence-first one) because PyTorch's fused inference path needs it.

@@ -1,5 +1,5 @@
-"""`momask train`: the training of MoMask's networks on a prepared dataset (momask-spec 2-5) and of the
-evaluator (spec 8), single-process or under torchrun, and the assembly of the trained parts into a model
+"""`momask train`: the training of MoMask's networks on a prepared dataset (docs/momask.md) and of the
+evaluator (its "Evaluation"), single-process or under torchrun, and the assembly of the trained parts into a model
 directory. The default model:
 
     momask train rvq       --config configs/default.json --out runs/rvq

@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class StageConfig:
     """How one network trains. Learning rate: linear warm-up over `warmup` steps, then multiplied by
-    `gamma` at each milestone (MultiStepLR); momask-spec 2-5 give the released values."""
+    `gamma` at each milestone (MultiStepLR); docs/momask.md gives the released values."""
     model: dict  # constructor hparams; cond_dim, code_dim, num_tokens, num_quantizers are filled in
     iterations: int
     batch_size: int  # per process

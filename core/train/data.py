@@ -17,7 +17,7 @@ from core.dataset import ClipDataset
 from core.train.ddp import Distributed
 
 FRAMES_PER_TOKEN = 4
-SHORTEN_PROB = 1 / 3  # momask-spec 1.6: one unit of 4 frames shorter with this probability
+SHORTEN_PROB = 1 / 3  # docs/momask.md "Training crops": one unit of 4 frames shorter with this probability
 ENCODE_FRAMES = 16384  # frames per RVQ encoding call: bounds memory, keeps the convolutions large
 
 
@@ -48,8 +48,8 @@ def batch_items(num_items: int, batch_size: int, step: int, rank: int, world_siz
 
 
 def crop_units(units: np.ndarray, max_units: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Crop lengths and starts, in 4-frame units, for sequences of `units` units (momask-spec 1.6): the whole
-    sequence up to `max_units`, one unit shorter with probability 1/3, at a uniformly random start."""
+    """Crop lengths and starts, in 4-frame units, for sequences of `units` units (docs/momask.md, "Training crops"): the
+    whole sequence up to `max_units`, one unit shorter with probability 1/3, at a uniformly random start."""
     length = np.minimum(units, max_units)
     length = length - ((rng.random(len(units)) < SHORTEN_PROB) & (length > 1))
     start = np.floor(rng.random(len(units)) * (units - length + 1)).astype(np.int64)

@@ -3,7 +3,7 @@
 A run directory of kind rvq/mask/residual/length ends with
     part.json           kind, constructor hparams, steps trained, the stage config, provenance
     model.safetensors   the weights (names as in the released checkpoints)
-    mean.npy, std.npy   rvq only: the normalisation all networks of the model train on (momask-spec 1.5)
+    mean.npy, std.npy   rvq only: the normalisation all networks of the model train on (docs/momask.md, "Normalisation")
 The transformers record the digest of the RVQ weights they were trained on, so assembling them with
 another RVQ (whose code ids mean something else) is refused. An evaluator run directory is an evaluator
 folder (core.evaluation.evaluator) instead.

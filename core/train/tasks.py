@@ -1,4 +1,4 @@
-"""One training step per network kind (momask-spec 2-5, 8): what a batch holds and which loss it feeds.
+"""One training step per network kind (docs/momask.md): what a batch holds and which loss it feeds.
 
 A Task is the module the loop optimises (and DistributedDataParallel wraps): `batch()` draws a step's
 samples, `forward(*batch)` returns the step's metrics with the loss under "loss", `save_final()` writes the
@@ -105,8 +105,8 @@ class LengthTask(Task):
 
 
 class EvaluatorTask(Task):
-    """Contrastive text-motion matching on crops cut like the transformers' (spec 1.6) at any frame, with
-    the clips' (content, style) groups so that pairs sharing a label are not negatives."""
+    """Contrastive text-motion matching on crops cut like the transformers' (docs/momask.md, "Training crops") at any
+    frame, with the clips' (content, style) groups so that pairs sharing a label are not negatives."""
     kind = "evaluator"
     autocast = False  # a small network: float32 costs little, and cuDNN's GRU is exact in it
 
