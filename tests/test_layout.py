@@ -1,5 +1,6 @@
 """The repository's shape: the extension manifest validates with Blender's own validator, and the two
 halves keep their import rules (core's numpy parts without torch, the Blender side without torch)."""
+import ast
 import importlib.util
 import subprocess
 import sys
@@ -25,8 +26,24 @@ def test_manifest_validates_with_blenders_validator():
 
 NUMPY_ONLY_MODULES = ["core.skeleton", "core.quaternion", "core.features", "core.bvh", "core.bonemap",
                       "core.mocap", "core.solver", "core.protocol", "core.worker", "core.cli"]
-# What the Blender side imports from core: Blender bundles numpy but not scipy.
-BLENDER_SHARED_MODULES = ["core.skeleton", "core.quaternion", "core.bonemap", "core.solver", "core.protocol"]
+
+
+def blender_shared_modules() -> list[str]:
+    """The core modules the Blender side loads, read from momask_blender/_core.py's imports and from the modules
+    the Blender side imports from core directly."""
+    names = set()
+    for path in (REPO / "momask_blender").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in ("core", "_core") and node.level in (0, 1):
+                names |= {f"core.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core."):
+                names.add(node.module)
+    return sorted(names)
+
+
+def test_the_blender_side_loads_core_modules():
+    assert {"core.solver", "core.footlock", "core.blending", "core.timebase", "core.protocol"} <= set(
+        blender_shared_modules())
 
 
 def _imported_after(module: str) -> set[str]:
@@ -40,8 +57,9 @@ def test_numpy_parts_of_core_import_without_torch(module):
     assert "torch" not in _imported_after(module)
 
 
-@pytest.mark.parametrize("module", BLENDER_SHARED_MODULES)
+@pytest.mark.parametrize("module", blender_shared_modules())
 def test_modules_the_blender_side_shares_need_numpy_only(module):
+    """Blender bundles numpy but not scipy."""
     assert not {"torch", "scipy"} & _imported_after(module)
 
 

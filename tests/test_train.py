@@ -78,13 +78,17 @@ def log_rows(run, timing=False):
     return rows if timing else [{k: v for k, v in r.items() if k not in ("samples_per_s", "seconds")} for r in rows]
 
 
+# The learning rate logged every 5 steps under configs/tiny.json: rvq 2e-3 halved from step 40 on, the
+# transformers 1e-3 halved from step 30 on (both warm up over 5 steps, done by the first row), the rest constant.
+LOGGED_LR = {"rvq": [2e-3] * 8 + [1e-3] * 2, "mask": [1e-3] * 6 + [5e-4] * 2, "residual": [1e-3] * 6 + [5e-4] * 2,
+             "length": [1e-3] * 8, "evaluator": [1e-3] * 8}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_learns_and_writes_its_log_and_curves(runs, kind):
-    config = parse_config(tiny())
     rows = log_rows(runs / kind)
-    stage = config.stage(kind)
-    assert [int(r["step"]) for r in rows] == list(range(5, stage.iterations + 1, 5))
-    assert [float(r["lr"]) for r in rows] == [learning_rate(stage, int(r["step"]) - 1) for r in rows]
+    assert [int(r["step"]) for r in rows] == list(range(5, 5 * len(LOGGED_LR[kind]) + 1, 5))
+    assert [float(r["lr"]) for r in rows] == pytest.approx(LOGGED_LR[kind])
     first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
     assert last < 0.9 * first, (kind, first, last)
     png = (runs / kind / "curves.png").read_bytes()
