@@ -13,7 +13,6 @@ them motions decode from the base token layer only, and lengths must be given).
 import json
 import os
 import pickle
-import re
 from pathlib import Path
 
 import numpy as np
@@ -122,10 +121,15 @@ def load_torch_pickle(file: Path):
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:  # what the weights-only unpickler refused, amid its boilerplate
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        detail = next((line for line in lines if re.search(r"GLOBAL|WeightsUnpickler error", line)), lines[0])
+        text = str(err)
+        lines = [line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines() if line.strip()
+                 and not line.startswith(("Weights only load failed", "Check the documentation"))]
+        detail = lines[0].partition(". ")[0].rstrip(".") if lines else text.splitlines()[0]  # not torch's advice
+        if detail.startswith("Unsupported operand"):  # the pickle opcodes torch.save never writes
+            raise CheckpointError(f"{file}: a plain Python pickle or another format, not a file saved with torch.save "
+                                  f"({detail}); not loaded for safety") from None
         raise CheckpointError(f"{file}: cannot be unpickled as tensors and plain containers only "
-                              f"({detail.removeprefix('WeightsUnpickler error: ')}); not loaded for safety") from None
+                              f"({detail}); not loaded for safety") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f"{file}: not a readable PyTorch checkpoint ({str(err).splitlines()[0]})") from None
 

