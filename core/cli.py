@@ -4,7 +4,7 @@ and never import torch."""
 import argparse
 import sys
 
-from core.worker import add_precision_option, options_parser  # stdlib and numpy only: torch comes with a job
+from core.worker import add_clip_path_option, add_precision_option, options_parser  # stdlib and numpy only: torch comes with a job
 
 
 class UserError(Exception):
@@ -101,7 +101,8 @@ def _model_and_encoder(args):
     path = resolve_model_dir(args.model)
     print(f"momask {args.command}: loading the model {path}", file=sys.stderr, flush=True)
     models = load_model_dir(path, args.device, args.precision)
-    return path, models, get_text_encoder(models.config["text_encoder"]["name"], device=args.device)
+    return path, models, get_text_encoder(models.config["text_encoder"]["name"], device=args.device,
+                                           clip_path=args.clip_path)
 
 
 def _checked_request(args) -> None:
@@ -224,7 +225,7 @@ def _inpaint(args):
 
 def _serve(args):
     from core.worker import serve
-    serve(args.threads, args.model, args.device, args.precision)
+    serve(args.threads, args.model, args.device, args.precision, args.clip_path)
 
 
 OUTPUT_HELP = """output formats (by the --out file's extension):
@@ -272,6 +273,7 @@ def _sampling_options() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
     add_precision_option(parser)
+    add_clip_path_option(parser)
     return parser
 
 

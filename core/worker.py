@@ -42,6 +42,7 @@ def options_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="model directory to load before answering (default: none)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_precision_option(parser)
+    add_clip_path_option(parser)
     return parser
 
 
@@ -50,6 +51,12 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=protocol.PRECISIONS, default="auto",
                         help="CPU matrix products of the transformers (default auto: bfloat16 where the CPU has it "
                              "natively, else float32)")
+
+
+def add_clip_path_option(parser: argparse.ArgumentParser) -> None:
+    """--clip-path, for every command that may load a model conditioned on CLIP (the released checkpoints)."""
+    parser.add_argument("--clip-path", default=None, metavar="FILE",
+                        help="OpenAI's CLIP ViT-B-32.pt, for models that use CLIP (default: ~/.cache/clip/ViT-B-32.pt)")
 
 
 def job_parameters(functions) -> tuple[list[str], list[str]]:
@@ -76,13 +83,13 @@ def motion_payload(motion) -> dict:
 class Worker:
     """Requests in (reader thread), one job at a time (main thread), events out (either thread, locked)."""
 
-    def __init__(self, out, device: str, precision: str = "auto"):
+    def __init__(self, out, device: str, precision: str = "auto", clip_path: str | None = None):
         from core.inpainting import inbetween, inpaint
         from core.sampling import generate
         from core.sequence import generate_long
         self.functions = {"generate": (generate,), "inpaint": (inpaint,), "inbetween": (inbetween, inpaint),
                           "sequence": (generate_long,)}
-        self.out, self.device, self.precision = out, device, precision
+        self.out, self.device, self.precision, self.clip_path = out, device, precision, clip_path
         self.lock = threading.Lock()  # one line at a time on `out`; guards `busy`
         self.busy = None  # id of the job queued or running
         self.cancel = threading.Event()
@@ -195,7 +202,7 @@ class Worker:
             if name not in self.encoders:
                 self.progress(job_id, 0, 0, f"loading the text encoder {name}")
                 try:
-                    self.encoders[name] = get_text_encoder(name, device=self.device)
+                    self.encoders[name] = get_text_encoder(name, device=self.device, clip_path=self.clip_path)
                 except (ImportError, OSError, ValueError) as err:
                     raise RequestError(f"{path}: its text encoder {name!r} cannot be loaded: {err}", "model") from None
             self.models[key] = models
@@ -248,7 +255,8 @@ def protocol_stream():
     return out
 
 
-def serve(threads: int, model: str | None = None, device: str | None = None, precision: str = "auto") -> int:
+def serve(threads: int, model: str | None = None, device: str | None = None, precision: str = "auto",
+          clip_path: str | None = None) -> int:
     """Run the worker on this process's stdin/stdout until stdin ends or a shutdown request."""
     out = protocol_stream()
     import torch  # after the redirection: nothing torch prints can reach the protocol stream
@@ -256,7 +264,7 @@ def serve(threads: int, model: str | None = None, device: str | None = None, pre
     torch.set_num_threads(max(1, threads))
     torch.set_num_interop_threads(1)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    worker = Worker(out, device, precision)
+    worker = Worker(out, device, precision, clip_path)
     if model is not None:
         try:
             worker.model(None, model)
@@ -273,7 +281,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.worker", parents=[options_parser()],
                                      description="Serve MoMask requests as JSON lines on stdin/stdout.")
     args = parser.parse_args(argv)
-    return serve(args.threads, args.model, args.device, args.precision)
+    return serve(args.threads, args.model, args.device, args.precision, args.clip_path)
 
 
 if __name__ == "__main__":
