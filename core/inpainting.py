@@ -21,9 +21,10 @@ from core.features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematic
                            joints_to_features, recover_from_ric)
 from core.models import MoMaskModels
 from core.quaternion import qrot
-from core.sampling import (MAX_FRAMES, MIN_FRAMES, GenerationCancelled, check_sampling_options,
-                           decode_features, masked_decode, residual_decode)
-from core.skeleton import FACE_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
+from core.sampling import (MAX_FRAMES, MIN_FRAMES, GenerationCancelled, candidate_generators,
+                           check_sampling_options, decode_features, masked_decode, residual_decode)
+from core.footlock import UP, lock_feet
+from core.skeleton import FACE_JOINTS, FOOT_CONTACT_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
 from core.timebase import FPS
 
 BLEND_FRAMES = round(BLEND_SECONDS * FPS)  # frames over which a range fades from the source into the new motion
@@ -70,7 +71,8 @@ class StepCounter:
 
 def start_request(models: MoMaskModels, text_encoder, prompts: list[str], candidates: int, steps: int,
                   topk: float, temperature: float, seed: int | None, caller: str):
-    """Checks shared by edit requests -> (condition vectors (len(prompts), dim), torch.Generator).
+    """Checks shared by edit requests -> (condition vectors (len(prompts), dim), one torch.Generator per
+    candidate: candidate k of a request with seed s is what a one-candidate request with seed s + k makes).
     An empty prompt is unconditional: the zero vector the transformers were trained on for dropped text.
     Prompts longer than the encoder's context are truncated by the encoder."""
     check_sampling_options(candidates, steps, topk, temperature, caller)
@@ -89,23 +91,19 @@ def start_request(models: MoMaskModels, text_encoder, prompts: list[str], candid
                              f"but the model was trained on {cond_dim}-d ones; use the encoder named in its config")
         with torch.inference_mode():
             cond[worded] = text_encoder.encode([prompts[i] for i in worded]).to(device, torch.float32)
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return cond, generator
+    return cond, candidate_generators(device, seed, candidates)
 
 
 def edit_tokens(models: MoMaskModels, cond: torch.Tensor, token_lens: torch.Tensor, source_ids: torch.Tensor,
-                editable: torch.Tensor, generator: torch.Generator, on_step: Callable[[], None], *,
+                editable: torch.Tensor, generators: list[torch.Generator], on_step: Callable[[], None], *,
                 steps: int, cond_scale: float, res_cond_scale: float, temperature: float,
                 topk: float) -> torch.Tensor:
     """(B, n, Q) tokens: `editable` (B, n) positions regenerated, all layers of the others kept from
-    `source_ids` (B, n, Q). Rows whose condition is all zeros (no prompt) skip guidance: it changes nothing."""
+    `source_ids` (B, n, Q), row b's randomness from generators[b]. Rows whose condition is all zeros (no prompt)
+    skip guidance: it changes nothing."""
     if not cond.any():
         cond_scale = res_cond_scale = 1.0
-    options = dict(temperature=temperature, topk=topk, generator=generator, on_step=on_step)
+    options = dict(temperature=temperature, topk=topk, generator=generators, on_step=on_step)
     ids = masked_decode(models.mask, cond, token_lens, steps=steps, cond_scale=cond_scale,
                         source_ids=source_ids[..., 0], editable=editable, **options)
     if models.residual is None:
@@ -199,9 +197,10 @@ def seam_velocity_ratio(joints: np.ndarray, seam_frames, percentile: float = 99.
     return jerk[seams[:, None] - 2 + np.arange(2)].max(axis=1) / np.percentile(rest, percentile)
 
 
-def _source_motion(source) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(features (T, 263), joints (T, 22, 3), given as features?) in float32. Joints get their last frame
-    repeated before computing features, so feature row t describes frame t (joints_to_features gives one
+def source_motion(source) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(features (T, 263), joints (T, 22, 3), given as features?) in float32; ValueError for a source `inpaint`
+    cannot edit (shape, NaN, too short), which callers can check before loading a model. Joints get their last
+    frame repeated before computing features, so feature row t describes frame t (joints_to_features gives one
     row fewer than frames)."""
     source = np.asarray(source, dtype=np.float32)
     if source.ndim == 2 and source.shape[1] == FEATURE_DIM:
@@ -291,7 +290,7 @@ def inpaint(models: MoMaskModels, text_encoder, source, ranges, prompt: str = ""
     root-relative joints and contacts describe the returned joints; integrating them (recover_from_ric)
     follows the joints only approximately after a range (the root trajectory is relative).
     All windows and candidates run as one batch; progress/cancel as in `generate`."""
-    features, joints, as_features = _source_motion(source)
+    features, joints, as_features = source_motion(source)
     length = len(features)
     ranges = check_ranges(ranges, length)
     if not isinstance(blend_frames, (int, np.integer)) or blend_frames < 0:
@@ -316,7 +315,8 @@ def inpaint(models: MoMaskModels, text_encoder, source, ranges, prompt: str = ""
         batch = len(windows) * candidates
         token_lens = torch.full((batch,), n, device=device)
         ids = edit_tokens(models, cond.expand(batch, -1), token_lens, source_ids.repeat_interleave(candidates, 0),
-                          torch.from_numpy(editable).to(device).repeat_interleave(candidates, 0), generator,
+                          torch.from_numpy(editable).to(device).repeat_interleave(candidates, 0),
+                          generators * len(windows),
                           counter, steps=steps, cond_scale=cond_scale, res_cond_scale=res_cond_scale,
                           temperature=temperature, topk=topk)
         decoded = decode_features(models, ids, token_lens)
@@ -335,6 +335,26 @@ def inpaint(models: MoMaskModels, text_encoder, source, ranges, prompt: str = ""
 
 
 def _with_features(joints: np.ndarray, source_features: np.ndarray, ranges, as_features: bool,
+def lock_feet_in_ranges(motion: InpaintedMotion, source, blend_frames: int = BLEND_FRAMES) -> InpaintedMotion:
+    """`motion`, inpaint's result for `source`, with the feet planted inside its ranges as Regenerate Range does
+    in Blender with Lock Feet: the whole motion locked (core.footlock.lock_feet with its contacts, on the lowest
+    floor the source's feet reach), each range faded in from and out into the source's own frames as the splice
+    is, and every frame outside the ranges left exactly as it was (locking the whole motion would move kept
+    knees and feet: a pin holds the middle of a contact that runs across a range's edge). Features are those of
+    the locked joints, as `inpaint` makes them."""
+    features, joints, as_features = source_motion(source)
+    if motion.joints.shape != joints.shape:
+        raise ValueError(f"lock_feet_in_ranges: motion {motion.joints.shape} is not an edit of source {joints.shape}")
+    ranges = [pair for window in motion.windows for pair in window.ranges]
+    floor = joints[:, FOOT_CONTACT_JOINTS, UP].min()
+    locked = lock_feet(motion.joints, motion.contacts, fps=FPS, floor=floor)
+    out, length = motion.joints.copy(), len(joints)
+    for a, b in ranges:
+        out[a:b] = fade(locked[a:b], joints[a:b] if a > 0 else None, joints[a:b] if b < length else None,
+                        blend_frames)
+    return _with_features(out, features, ranges, as_features, motion.windows)
+
+
                    windows: list[EditWindow]) -> InpaintedMotion:
     """Wrap the spliced joints with their features (see `inpaint`)."""
     features = joints_to_features(np.concatenate([joints, joints[-1:]]).astype(np.float64))

@@ -3,9 +3,11 @@ residual layer, RVQ decoding, de-normalisation, joints.
 
 `masked_decode` and `residual_decode` also serve inpainting (docs/momask.md, "Inpainting"): positions outside `editable`
 keep the source's tokens. Classifier-free guidance runs the conditional and unconditional halves as one batch, and all
-prompts and candidates of a request share that batch. All randomness comes from one torch.Generator, so a seed
-reproduces a request."""
+prompts and candidates of a request share that batch. Candidate k (from 0) of a request with seed s draws all its
+randomness from its own torch.Generator seeded s + k, so it is the motion a one-candidate request with seed s + k
+makes (`candidate_generators`)."""
 import math
+import secrets
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,12 +42,37 @@ def mask_counts(steps: int, edit_len: torch.Tensor) -> torch.Tensor:
     return torch.minimum(counts, edit_len).long()
 
 
-def sample_top_k(logits: torch.Tensor, topk: float, temperature: float, generator: torch.Generator | None):
+Generators = torch.Generator | list[torch.Generator] | None  # one for the batch, or one per batch row
+
+
+def candidate_generators(device, seed: int | None, candidates: int) -> list[torch.Generator]:
+    """One generator per candidate, seeded seed, seed + 1, ... (seed None: a random one)."""
+    if seed is None:
+        seed = secrets.randbelow(2 ** 31)
+    return [torch.Generator(device=device).manual_seed(seed + k) for k in range(candidates)]
+
+
+def _exponential(like: torch.Tensor, generator: Generators, rows: torch.Tensor | None) -> torch.Tensor:
+    """Exponential(1) noise shaped like `like` (k, ...). With one generator per batch row, `rows` (k,) names the
+    batch row of each of `like`'s rows and every batch row's noise comes from its own generator, drawn row by row in
+    batch order: what a row draws does not depend on the other rows of its batch."""
+    if not isinstance(generator, list):
+        return torch.empty_like(like).exponential_(generator=generator)
+    noise = torch.empty_like(like)
+    for row in rows.unique().tolist():
+        where = rows == row
+        noise[where] = torch.empty_like(like[where]).exponential_(generator=generator[row])
+    return noise
+
+
+def sample_top_k(logits: torch.Tensor, topk: float, temperature: float, generator: Generators,
+                 rows: torch.Tensor | None = None):
     """Sample from softmax(logits / temperature) restricted to the ceil((1 - topk) * V) largest logits
-    (topk 0.9 keeps 52 of 512), by Gumbel-max over those; temperature 0 takes the largest."""
+    (topk 0.9 keeps 52 of 512), by Gumbel-max over those; temperature 0 takes the largest. `rows` (k,): the
+    batch row of each logits row, needed with a generator per batch row."""
     top, index = logits.topk(math.ceil((1 - topk) * logits.shape[-1]), dim=-1)
     if temperature > 0:
-        gumbel = -torch.empty_like(top).exponential_(generator=generator).log()
+        gumbel = -_exponential(top, generator, rows).log()
         top = top / temperature + gumbel
     return index.gather(-1, top.argmax(-1, keepdim=True)).squeeze(-1)
 
@@ -68,7 +95,7 @@ def padding_mask(token_lens: torch.Tensor, n: int | None = None) -> torch.Tensor
 
 def masked_decode(mask_model, cond: torch.Tensor, token_lens: torch.Tensor, *, steps: int = 10,
                   cond_scale: float = 4.0, temperature: float = 1.0, topk: float = 0.9,
-                  generator: torch.Generator | None = None, source_ids: torch.Tensor | None = None,
+                  generator: Generators = None, source_ids: torch.Tensor | None = None,
                   editable: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
     """Base-layer tokens by iterative masked decoding (docs/momask.md, "Masked transformer"). cond (B, cond_dim),
     token_lens (B,). Generation: every valid position starts masked. Editing ("Inpainting"): `editable` (B, n) marks the
@@ -89,7 +116,7 @@ def masked_decode(mask_model, cond: torch.Tensor, token_lens: torch.Tensor, *, s
         is_mask = scores.argsort(dim=1).argsort(dim=1) < count[:, None]
         ids = torch.where(is_mask, mask_model.mask_id, ids)
         logits = guided_logits(mask_model.logits, cond, cond_scale, ids=ids, padding_mask=pad, needed=is_mask)
-        sampled = sample_top_k(logits, topk, temperature, generator)  # (k,) at the masked positions
+        sampled = sample_top_k(logits, topk, temperature, generator, is_mask.nonzero()[:, 0])  # (k,) masked
         ids = ids.masked_scatter(is_mask, sampled)
         confidence = logits.softmax(dim=-1).gather(-1, sampled[:, None]).squeeze(-1)
         scores = torch.full_like(scores, KEPT_SCORE).masked_scatter(is_mask, confidence)
@@ -100,7 +127,7 @@ def masked_decode(mask_model, cond: torch.Tensor, token_lens: torch.Tensor, *, s
 
 def residual_decode(res_model, base_ids: torch.Tensor, cond: torch.Tensor, token_lens: torch.Tensor, *,
                     cond_scale: float = 5.0, temperature: float = 1.0, topk: float = 0.9,
-                    generator: torch.Generator | None = None, source_ids: torch.Tensor | None = None,
+                    generator: Generators = None, source_ids: torch.Tensor | None = None,
                     editable: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> torch.Tensor:
     """Residual layers 1..Q-1 on top of base_ids (B, n), one guided pass each (docs/momask.md,
     "Residual transformer"). With `editable` (B, n), positions outside it take layer j from `source_ids`
@@ -122,7 +149,7 @@ def residual_decode(res_model, base_ids: torch.Tensor, cond: torch.Tensor, token
         logits = guided_logits(res_model.logits, cond, cond_scale, history=history, layers=layers,
                                padding_mask=pad, needed=~pad)
         ids = torch.full_like(pad, res_model.pad_id, dtype=torch.long)
-        ids = ids.masked_scatter(~pad, sample_top_k(logits, topk, temperature, generator))
+        ids = ids.masked_scatter(~pad, sample_top_k(logits, topk, temperature, generator, (~pad).nonzero()[:, 0]))
         if keep is not None:
             ids = torch.where(keep, source_ids[..., j], ids)
         all_ids.append(ids)
@@ -133,14 +160,16 @@ def residual_decode(res_model, base_ids: torch.Tensor, cond: torch.Tensor, token
 
 
 def sample_token_lengths(length_model, cond: torch.Tensor, frames_per_token: int,
-                         generator: torch.Generator | None) -> torch.Tensor:
+                         generator: Generators) -> torch.Tensor:
     """(B,) lengths in tokens drawn from the estimator's softmax, restricted to MIN_FRAMES..MAX_FRAMES
-    (the released estimator can otherwise say 0 tokens)."""
+    (the released estimator can otherwise say 0 tokens); a list of generators draws row b with generator[b]."""
     logits = length_model(cond)
     k = torch.arange(logits.shape[-1], device=logits.device)
     allowed = (k * frames_per_token >= MIN_FRAMES) & (k * frames_per_token <= MAX_FRAMES)
     probs = logits.masked_fill(~allowed, -math.inf).softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    if not isinstance(generator, list):
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return torch.cat([torch.multinomial(row[None], 1, generator=g)[:, 0] for row, g in zip(probs, generator)])
 
 
 def check_sampling_options(candidates: int, steps: int, topk: float, temperature: float, caller: str) -> None:
@@ -180,7 +209,9 @@ def generate(models: MoMaskModels, text_encoder, prompts: list[str], lengths: li
     """`candidates` motions for each prompt -> [prompt][candidate] GeneratedMotion.
 
     lengths: frames per prompt (MIN_FRAMES..MAX_FRAMES; a length that is not a multiple of 4 is generated
-    at the next multiple and trimmed), or None to sample one per prompt from the length estimator.
+    at the next multiple and trimmed), or None to sample one per candidate from the length estimator.
+    Candidate k of every prompt is what a one-candidate request with seed + k makes (seed None: a random one);
+    the same seed gives the same motion with the same model, options, precision and device type.
     Prompts longer than the text encoder's context are truncated by the encoder. topk is momask-codes'
     filter threshold (0.9 keeps the 10% largest logits); temperature applies to both transformers
     (momask-codes fixes the residual's at 1, the default). progress(step, total) is called after each network
@@ -195,11 +226,9 @@ def generate(models: MoMaskModels, text_encoder, prompts: list[str], lengths: li
     if frames is None and models.length is None:
         raise ValueError("generate: this model has no length estimator; give a length in frames for each prompt")
     device = next(models.mask.parameters()).device
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
+    seed = secrets.randbelow(2 ** 31) if seed is None else seed
+    # rows prompt-major, as cond below; every row its own generator (rows sharing one would draw in turns)
+    generators = [g for _ in prompts for g in candidate_generators(device, seed, candidates)]
     fpt = models.rvq.frames_per_token
     total = steps + (models.residual.num_quantizers - 1 if models.residual is not None else 0)
     done = 0
@@ -215,24 +244,24 @@ def generate(models: MoMaskModels, text_encoder, prompts: list[str], lengths: li
     if cancel is not None and cancel():
         raise GenerationCancelled("generation cancelled before it started")
     with torch.inference_mode():
-        cond = text_encoder.encode(list(prompts)).to(device, torch.float32)
-        if frames is None:
-            token_lens = sample_token_lengths(models.length, cond, fpt, generator)
+        cond = text_encoder.encode(list(prompts)).to(device, torch.float32).repeat_interleave(candidates, 0)
+        if frames is None:  # each candidate draws its own length, as a request for it alone would
+            token_lens = sample_token_lengths(models.length, cond, fpt, generators)
             frames = (token_lens * fpt).tolist()
         else:
             token_lens = torch.tensor([-(-f // fpt) for f in frames], device=device)
-        cond, token_lens = cond.repeat_interleave(candidates, 0), token_lens.repeat_interleave(candidates, 0)
+            frames = [f for f in frames for _ in range(candidates)]
         ids = masked_decode(models.mask, cond, token_lens, steps=steps, cond_scale=cond_scale,
-                            temperature=temperature, topk=topk, generator=generator, on_step=on_step)
+                            temperature=temperature, topk=topk, generator=generators, on_step=on_step)
         if models.residual is not None:
             ids = residual_decode(models.residual, ids, cond, token_lens, cond_scale=res_cond_scale,
-                                  temperature=temperature, topk=topk, generator=generator, on_step=on_step)
+                                  temperature=temperature, topk=topk, generator=generators, on_step=on_step)
         else:
             ids = ids[..., None]
         features = decode_features(models, ids, token_lens)
     tokens, motions = ids.cpu().numpy(), []
     for row, (feats, n) in enumerate(zip(features, token_lens.tolist())):
-        length = frames[row // candidates]
+        length = frames[row]
         feats = feats[:length]
         motions.append(GeneratedMotion(feats, recover_from_ric(feats).astype(np.float32),
                                        foot_contacts(feats) > 0.5, tokens[row, :n], length))

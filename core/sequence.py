@@ -88,8 +88,8 @@ def generate_long(models: MoMaskModels, text_encoder, segments: list[tuple[str, 
     if not isinstance(context_frames, (int, np.integer)) or not 0 < context_frames <= MAX_FRAMES // 2:
         raise ValueError(f"generate_long: context_frames must be in 1..{MAX_FRAMES // 2}, got {context_frames}")
     prompts = [prompt for prompt, _ in segments]
-    cond, generator = start_request(models, text_encoder, prompts, candidates, steps, topk, temperature, seed,
-                                    "generate_long")
+    cond, generators = start_request(models, text_encoder, prompts, candidates, steps, topk, temperature, seed,
+                                     "generate_long")
     ends = np.cumsum([frames for _, frames in segments])
     length = int(ends[-1])
     bounds = np.concatenate([[0], np.round(ends[:-1] / fpt).astype(int), [-(-length // fpt)]])
@@ -104,7 +104,7 @@ def generate_long(models: MoMaskModels, text_encoder, segments: list[tuple[str, 
             editable = (torch.arange(n, device=device) >= w.keep).expand(candidates, n)
             tokens[:, w.start:w.stop] = edit_tokens(
                 models, cond[w.segment].expand(candidates, -1), torch.full((candidates,), n, device=device),
-                tokens[:, w.start:w.stop], editable, generator, counter, steps=steps, cond_scale=cond_scale,
+                tokens[:, w.start:w.stop], editable, generators, counter, steps=steps, cond_scale=cond_scale,
                 res_cond_scale=res_cond_scale, temperature=temperature, topk=topk)
         decoded = decode_features(models, tokens, torch.full((candidates,), tokens.shape[1], device=device))
     seams = [(w.start + w.keep) * fpt for w in windows[1:]]

@@ -81,7 +81,7 @@ def test_generated_candidates_are_baked_onto_the_fk_controls(rig, model_prefs, r
     the rig's constraints as they were, nothing of the proxy left; each lands on its generated motion."""
     read_rig, rigify = addon_module("armature_reading").read_rig, addon_module("rigify")
     assert bpy.ops.momask.detect_mapping() == {"FINISHED"}  # a stored table of the controls works the same
-    assert rig.data.momask_mapping.source == "detection: preset rigify"
+    assert rig.data.momask_mapping.source == "Detect: a Rigify rig"
     control = rigify.control_rig(rig, read_rig(rig))
     assert control is not None and len(rig.data.bones) > 700
     assert ("CON_ARMATURE", "Rigify: keys its FK controls (arms and legs switched to FK)") in addon_module(
