@@ -295,8 +295,8 @@ def inpaint(models: MoMaskModels, text_encoder, source, ranges, prompt: str = ""
     ranges = check_ranges(ranges, length)
     if not isinstance(blend_frames, (int, np.integer)) or blend_frames < 0:
         raise ValueError(f"inpaint: blend_frames must be a whole number of frames >= 0, got {blend_frames!r}")
-    cond, generator = start_request(models, text_encoder, [prompt], candidates, steps, topk, temperature, seed,
-                                    "inpaint")
+    cond, generators = start_request(models, text_encoder, [prompt], candidates, steps, topk, temperature, seed,
+                                     "inpaint")
     windows = edit_windows(length, ranges)
     fpt, window_len = models.rvq.frames_per_token, windows[0][1] - windows[0][0]
     n = -(-window_len // fpt)
@@ -334,7 +334,6 @@ def inpaint(models: MoMaskModels, text_encoder, source, ranges, prompt: str = ""
     return motions
 
 
-def _with_features(joints: np.ndarray, source_features: np.ndarray, ranges, as_features: bool,
 def lock_feet_in_ranges(motion: InpaintedMotion, source, blend_frames: int = BLEND_FRAMES) -> InpaintedMotion:
     """`motion`, inpaint's result for `source`, with the feet planted inside its ranges as Regenerate Range does
     in Blender with Lock Feet: the whole motion locked (core.footlock.lock_feet with its contacts, on the lowest
@@ -355,6 +354,7 @@ def lock_feet_in_ranges(motion: InpaintedMotion, source, blend_frames: int = BLE
     return _with_features(out, features, ranges, as_features, motion.windows)
 
 
+def _with_features(joints: np.ndarray, source_features: np.ndarray, ranges, as_features: bool,
                    windows: list[EditWindow]) -> InpaintedMotion:
     """Wrap the spliced joints with their features (see `inpaint`)."""
     features = joints_to_features(np.concatenate([joints, joints[-1:]]).astype(np.float64))

@@ -249,8 +249,8 @@ def generate(models: MoMaskModels, text_encoder, prompts: list[str], lengths: li
             token_lens = sample_token_lengths(models.length, cond, fpt, generators)
             frames = (token_lens * fpt).tolist()
         else:
-            token_lens = torch.tensor([-(-f // fpt) for f in frames], device=device)
             frames = [f for f in frames for _ in range(candidates)]
+            token_lens = torch.tensor([-(-f // fpt) for f in frames], device=device)
         ids = masked_decode(models.mask, cond, token_lens, steps=steps, cond_scale=cond_scale,
                             temperature=temperature, topk=topk, generator=generators, on_step=on_step)
         if models.residual is not None:
