@@ -16,6 +16,29 @@ from ._core import bonemap, skeleton
 from .armature_reading import read_rig
 from .rigify import control_rig
 
+# The 22 joints as an animator names the bones that carry them.
+JOINT_LABELS = {"pelvis": "Hips", "spine1": "Spine (lower)", "spine2": "Spine (middle)", "spine3": "Chest",
+                "neck": "Neck", "head": "Head"} | {
+    f"{side}_{joint}": f"{side.capitalize()} {label}" for side in ("left", "right") for joint, label in (
+        ("collar", "Clavicle"), ("shoulder", "Upper Arm"), ("elbow", "Forearm"), ("wrist", "Hand"),
+        ("hip", "Thigh"), ("knee", "Shin"), ("ankle", "Foot"), ("foot", "Toes"))}
+# Rigs that detection recognises by their bone names (core.bonemap.PRESETS), as their makers call them.
+RIG_NAMES = {"mixamo": "Mixamo", "smpl22_template": "SMPL (BVH)", "cmu": "CMU motion capture",
+             "bandai": "Bandai-Namco motion capture", "ue5": "Unreal Engine 5", "ue4": "Unreal Engine 4",
+             "smplx": "MoMask (SMPL-X)", "smpl_fbx": "SMPL (FBX)", "rigify": "Rigify", "rigify_def": "Rigify",
+             "rigify_org": "Rigify", "metarig": "Rigify metarig"}
+
+
+def joint_labels(joints) -> str:
+    return ", ".join(JOINT_LABELS.get(joint, joint) for joint in joints)
+
+
+def detected_as(bone_map: bonemap.BoneMap) -> str:
+    """How detection found the bones, in words."""
+    if bone_map.preset == bonemap.GENERIC:
+        return "bone names and hierarchy"
+    return f"a {RIG_NAMES.get(bone_map.preset, bone_map.preset)} rig"
+
 
 class MOMASK_PG_joint_bone(bpy.types.PropertyGroup):
     """One row: `name` is the SMPL joint, `bone` the armature's bone (empty: interpolated or unmapped)."""
@@ -39,13 +62,13 @@ def store(armature, table: dict[str, str], source: str) -> None:
     stored.source = source
 
 
-def map_summary(bone_map: bonemap.BoneMap) -> list[tuple[str, str]]:
-    """(icon, text) lines: where the map comes from, the interpolated and the unmapped joints."""
-    lines = [("CHECKMARK", bone_map.report().splitlines()[0])]
+def map_summary(bone_map: bonemap.BoneMap, source: str) -> list[tuple[str, str]]:
+    """(icon, text) lines: where the bones come from (`source`), the interpolated and the unmapped joints."""
+    lines = [("CHECKMARK", f"Bones from {source}")]
     if bone_map.interpolated:
-        lines.append(("INFO", "Interpolated: " + ", ".join(bone_map.interpolated)))
+        lines.append(("INFO", "Follow their neighbours: " + joint_labels(bone_map.interpolated)))
     if bone_map.unmapped:
-        lines.append(("INFO", "Unmapped (not keyed): " + ", ".join(bone_map.unmapped)))
+        lines.append(("INFO", "Not animated (no bone): " + joint_labels(bone_map.unmapped)))
     return lines
 
 
@@ -55,7 +78,11 @@ def mapping_status(ob) -> list[tuple[str, str]]:
         rig = read_rig(ob)
     except ValueError as err:
         return [("ERROR", part) for part in str(err).split("; ")]
-    lines = map_summary(rig.bone_map)
+    if rig.bone_map.preset != bonemap.TABLE:
+        source = "detection: " + detected_as(rig.bone_map)
+    else:
+        source = "the table above" if len(ob.data.momask_mapping.joints) else "the VRM add-on's humanoid"
+    lines = map_summary(rig.bone_map, source)
     if control_rig(ob, rig) is not None:
         lines.append(("CON_ARMATURE", "Rigify: keys its FK controls (arms and legs switched to FK)"))
     return lines
@@ -70,8 +97,7 @@ def _armature_poll(cls, context) -> bool:
 
 
 class MOMASK_OT_detect_mapping(bpy.types.Operator):
-    """Fill the active armature's mapping table by automatic detection (the VRM add-on's humanoid table where there
-    is one); a rig that cannot be mapped keeps the joints found, to complete by hand"""
+    """Fill the bone table from the armature's bone names and hierarchy (or the VRM add-on's humanoid)"""
     bl_idname = "momask.detect_mapping"
     bl_label = "Detect"
     bl_options = {"REGISTER", "UNDO"}
@@ -82,24 +108,19 @@ class MOMASK_OT_detect_mapping(bpy.types.Operator):
         try:
             bone_map = read_rig(ob, stored=False).bone_map
         except bonemap.UnmappableSkeletonError as err:
-            store(ob.data, err.partial, "detection (incomplete)")
-            self.report({"ERROR"}, f"'{ob.name}' cannot be mapped automatically: {err}. The joints found are in "
-                                   "the table: set the others by hand")
-            return {"FINISHED"}  # the partial table is stored: undo-able
+            self.report({"ERROR"}, f"'{ob.name}' cannot be mapped automatically: {err}")
+            return {"CANCELLED"}
         except ValueError as err:
             self.report({"ERROR"}, f"'{ob.name}': {err}")
             return {"CANCELLED"}
-        source = "VRM add-on" if bone_map.preset == bonemap.TABLE else "detection: " + (
-            "generic matcher" if bone_map.preset == bonemap.GENERIC else f"preset {bone_map.preset}")
+        source = "the VRM add-on" if bone_map.preset == bonemap.TABLE else "Detect: " + detected_as(bone_map)
         store(ob.data, {j: b for j, b in zip(skeleton.JOINT_NAMES, bone_map.bones) if b}, source)
-        self.report({"INFO"}, f"'{ob.name}' mapped by {source}" + "".join(
-            f"; {text}" for _, text in map_summary(bone_map)[1:]))
+        self.report({"INFO"}, f"'{ob.name}': " + "; ".join(text for _, text in map_summary(bone_map, source)))
         return {"FINISHED"}
 
 
 class MOMASK_OT_load_vrm_mapping(bpy.types.Operator, ImportHelper):
-    """Fill the active armature's mapping table from the humanoid table of a VRM model (.vrm, .glb or .gltf; VRM 0.x
-    or 1.0), whose node names must be the armature's bone names"""
+    """Fill the bone table from a VRM model's humanoid (.vrm, .glb or .gltf) whose bones are this armature's"""
     bl_idname = "momask.load_vrm_mapping"
     bl_label = "Load VRM"
     bl_options = {"REGISTER", "UNDO"}
@@ -114,7 +135,7 @@ class MOMASK_OT_load_vrm_mapping(bpy.types.Operator, ImportHelper):
         except (OSError, ValueError) as err:
             self.report({"ERROR"}, f"{Path(self.filepath).name}: {err}")
             return {"CANCELLED"}
-        store(ob.data, table, f"VRM file {Path(self.filepath).name}")
+        store(ob.data, table, f"the VRM file {Path(self.filepath).name}")
         self.report({"INFO"}, f"'{ob.name}' mapped by the humanoid table of {Path(self.filepath).name}")
         return {"FINISHED"}
 
@@ -138,7 +159,7 @@ class MOMASK_UL_mapping(bpy.types.UIList):
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
         split = layout.split(factor=0.4)
-        split.label(text=item.name)
+        split.label(text=JOINT_LABELS.get(item.name, item.name))
         split.prop_search(item, "bone", item.id_data, "bones", text="", icon="BONE_DATA")
 
 
@@ -164,11 +185,11 @@ class MOMASK_PT_mapping(bpy.types.Panel):
         row.operator(MOMASK_OT_load_vrm_mapping.bl_idname, icon="FILE")
         if len(stored.joints):
             row.operator(MOMASK_OT_clear_mapping.bl_idname, text="", icon="X")
-            layout.label(text=f"Stored table, from {stored.source}")
+            layout.label(text=f"Table from {stored.source}: edit any row")
             layout.template_list(MOMASK_UL_mapping.__name__, "", stored, "joints", stored, "active",
                                  rows=len(stored.joints))
         else:
-            layout.label(text="No table stored: detected at each generation")
+            layout.label(text="Bones are detected at each generation: Detect shows them")
         for icon, text in mapping_status(ob):
             layout.label(text=text, icon=icon)
 
