@@ -20,6 +20,7 @@ from core.blending import BLEND_SECONDS, carried_on, ease, fade
 from core.features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematics, inverse_kinematics,
                            joints_to_features, recover_from_ric)
 from core.models import MoMaskModels
+from core.protocol import BadRequest
 from core.quaternion import qrot
 from core.sampling import (MAX_FRAMES, MIN_FRAMES, GenerationCancelled, candidate_generators,
                            check_sampling_options, decode_features, masked_decode, residual_decode)
@@ -80,14 +81,14 @@ def start_request(models: MoMaskModels, text_encoder, prompts: list[str], candid
         raise RuntimeError(f"{caller}: the models are in training mode (dropout on); call models.eval() first")
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
-            raise ValueError(f"{caller}: prompt {i} must be a string (\"\" for no prompt), got {prompt!r}")
+            raise BadRequest(f"{caller}: prompt {i} must be a string (\"\" for no prompt), got {prompt!r}")
     device = next(models.mask.parameters()).device
     cond_dim = models.mask.hparams["cond_dim"]
     cond = torch.zeros(len(prompts), cond_dim, device=device)
     worded = [i for i, p in enumerate(prompts) if p.strip()]
     if worded:
         if text_encoder.dim != cond_dim:
-            raise ValueError(f"{caller}: text encoder {text_encoder.name!r} gives {text_encoder.dim}-d vectors "
+            raise BadRequest(f"{caller}: text encoder {text_encoder.name!r} gives {text_encoder.dim}-d vectors "
                              f"but the model was trained on {cond_dim}-d ones; use the encoder named in its config")
         with torch.inference_mode():
             cond[worded] = text_encoder.encode([prompts[i] for i in worded]).to(device, torch.float32)
@@ -208,15 +209,15 @@ def source_motion(source) -> tuple[np.ndarray, np.ndarray, bool]:
     elif source.ndim == 3 and source.shape[1:] == (NUM_JOINTS, 3):
         joints, as_features = source, False
         if not np.isfinite(joints).all():
-            raise ValueError("inpaint: the source joints contain NaN or infinite values")
+            raise BadRequest("inpaint: the source joints contain NaN or infinite values")
         features = joints_to_features(np.concatenate([joints, joints[-1:]])).astype(np.float32)
     else:
-        raise ValueError(f"inpaint: the source must be features (T, {FEATURE_DIM}) or joints "
+        raise BadRequest(f"inpaint: the source must be features (T, {FEATURE_DIM}) or joints "
                          f"(T, {NUM_JOINTS}, 3), got shape {source.shape}")
     if not np.isfinite(features).all():
-        raise ValueError("inpaint: the source features contain NaN or infinite values")
+        raise BadRequest("inpaint: the source features contain NaN or infinite values")
     if len(features) < MIN_FRAMES:
-        raise ValueError(f"inpaint: the source has {len(features)} frames; at least {MIN_FRAMES} are needed")
+        raise BadRequest(f"inpaint: the source has {len(features)} frames; at least {MIN_FRAMES} are needed")
     return features, joints, as_features
 
 
@@ -229,26 +230,26 @@ def check_ranges(ranges, length: int) -> list[tuple[int, int]]:
     if is_pair(ranges):
         ranges = [ranges]
     if not isinstance(ranges, (tuple, list, np.ndarray)) or not len(ranges):
-        raise ValueError(f"inpaint: no frame range given; expected (start, stop) pairs, got {ranges!r}")
+        raise BadRequest(f"inpaint: no frame range given; expected (start, stop) pairs, got {ranges!r}")
     checked = []
     for i, pair in enumerate(ranges):
         if not is_pair(pair):
-            raise ValueError(f"inpaint: range {i} must be a pair of frame numbers (start, stop), got {pair!r}")
+            raise BadRequest(f"inpaint: range {i} must be a pair of frame numbers (start, stop), got {pair!r}")
         start, stop = int(pair[0]), int(pair[1])
         if start >= stop:
-            raise ValueError(f"inpaint: range {i} [{start}, {stop}) is empty; stop must be after start")
+            raise BadRequest(f"inpaint: range {i} [{start}, {stop}) is empty; stop must be after start")
         if start < 0 or stop > length:
-            raise ValueError(f"inpaint: range {i} [{start}, {stop}) is outside the motion's frames [0, {length})")
+            raise BadRequest(f"inpaint: range {i} [{start}, {stop}) is outside the motion's frames [0, {length})")
         checked.append((start, stop))
     checked.sort()
     merged = [checked[0]]
     for start, stop in checked[1:]:
         if start < merged[-1][1]:
-            raise ValueError(f"inpaint: ranges [{merged[-1][0]}, {merged[-1][1]}) and [{start}, {stop}) overlap")
+            raise BadRequest(f"inpaint: ranges [{merged[-1][0]}, {merged[-1][1]}) and [{start}, {stop}) overlap")
         merged[-1:] = [(merged[-1][0], stop)] if start == merged[-1][1] else [merged[-1], (start, stop)]
     for start, stop in merged:
         if length > MAX_FRAMES and stop - start > MAX_RANGE_FRAMES:
-            raise ValueError(f"inpaint: range [{start}, {stop}) has {stop - start} frames (touching ranges count as "
+            raise BadRequest(f"inpaint: range [{start}, {stop}) has {stop - start} frames (touching ranges count as "
                              f"one); in a motion longer than {MAX_FRAMES} frames a range can have at most "
                              f"{MAX_RANGE_FRAMES}")
     return merged
@@ -294,7 +295,7 @@ def inpaint(models: MoMaskModels, text_encoder, source, ranges, prompt: str = ""
     length = len(features)
     ranges = check_ranges(ranges, length)
     if not isinstance(blend_frames, (int, np.integer)) or blend_frames < 0:
-        raise ValueError(f"inpaint: blend_frames must be a whole number of frames >= 0, got {blend_frames!r}")
+        raise BadRequest(f"inpaint: blend_frames must be a whole number of frames >= 0, got {blend_frames!r}")
     cond, generators = start_request(models, text_encoder, [prompt], candidates, steps, topk, temperature, seed,
                                      "inpaint")
     windows = edit_windows(length, ranges)
@@ -379,9 +380,9 @@ def inbetween(models: MoMaskModels, text_encoder, before, after, gap_frames: int
     before, after = np.asarray(before, dtype=np.float32), np.asarray(after, dtype=np.float32)
     for name, part in (("before", before), ("after", after)):
         if part.ndim != 3 or part.shape[1:] != (NUM_JOINTS, 3) or len(part) < 1:
-            raise ValueError(f"inbetween: `{name}` must be joints (T >= 1, {NUM_JOINTS}, 3), got {part.shape}")
+            raise BadRequest(f"inbetween: `{name}` must be joints (T >= 1, {NUM_JOINTS}, 3), got {part.shape}")
     if not isinstance(gap_frames, (int, np.integer)) or gap_frames < 1:
-        raise ValueError(f"inbetween: gap_frames must be a whole number of frames >= 1, got {gap_frames!r}")
+        raise BadRequest(f"inbetween: gap_frames must be a whole number of frames >= 1, got {gap_frames!r}")
     lead_in, lead_out = carried_on(before, after, gap_frames)
     gap = fade(lead_in, None, lead_out, gap_frames).astype(np.float32)
     source = np.concatenate([before, gap, after])

@@ -4,21 +4,48 @@ Shared by the worker (core/worker.py) and Blender's client (momask_blender/worke
 numpy and the standard library only. Arrays travel as {"dtype", "shape", "b64"} objects holding the raw
 little-endian bytes: exact, and a quarter of the size of the same numbers written as JSON text.
 
-Requests: {"id": int, "type": one of REQUEST_TYPES, ...parameters}. `cancel` carries the id of the job it
-stops; `shutdown` cancels any job and ends the worker. Neither gets an event of its own: a stopped job ends
-with a "cancelled" event.
+Requests: {"id": int, "type": one of REQUEST_TYPES, ...parameters}. A job's parameters are declared here
+(JOBS), not read off the functions that serve them, so that renaming a keyword in core cannot change what
+Blender may send: the client checks a request before sending it, the worker when it arrives, and a test holds
+the core functions to these declarations. `cancel` carries the id of the job it stops; `shutdown` cancels any
+job and ends the worker. Neither gets an event of its own: a stopped job ends with a "cancelled" event.
 Events: {"id": int | None, "event": ..., ...}: "ready" once at start-up (id None), then per job
 any number of "progress" and exactly one of "result", "error" or "cancelled".
 """
 import base64
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 PROTOCOL_VERSION = 1
-JOB_TYPES = ("load", "generate", "inpaint", "inbetween", "sequence")  # one at a time, may stream progress
+
+
+@dataclass(frozen=True)
+class Job:
+    """The parameters of one job type besides `id`, `type` and `model` (which every job takes)."""
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+# Options of every sampling job (core.sampling.generate's keywords of the same names).
+SAMPLING_OPTIONS = ("candidates", "seed", "steps", "cond_scale", "res_cond_scale", "temperature", "topk")
+# One job at a time, each may stream progress; a missing seed is drawn by the worker and named in the result.
+JOBS = {
+    "load": Job(()),  # the model directory, loaded and kept warm
+    "generate": Job(("prompts",), ("lengths",) + SAMPLING_OPTIONS),  # core.sampling.generate
+    "inpaint": Job(("source", "ranges"), ("prompt",) + SAMPLING_OPTIONS + ("blend_frames",)),  # core.inpainting
+    "inbetween": Job(("before", "after", "gap_frames"), ("prompt",) + SAMPLING_OPTIONS + ("blend_frames",)),
+    "sequence": Job(("segments",), SAMPLING_OPTIONS + ("context_frames",)),  # core.sequence.generate_long
+}
+JOB_TYPES = tuple(JOBS)
 REQUEST_TYPES = JOB_TYPES + ("ping", "cancel", "shutdown")  # ping, cancel, shutdown act at once, even when busy
+ENVELOPE = ("id", "type")  # fields of every request that are not parameters
 # "error" events carry a `kind`: busy (a job is running: nothing was done), bad-request (fix the request),
 # model (the model directory or its text encoder cannot be loaded), internal (a bug or a resource problem;
 # the traceback is on the worker's stderr).
@@ -31,6 +58,26 @@ ARRAY_KEYS = frozenset(("dtype", "shape", "b64"))
 # Precisions of the transformers' CPU matrix products (core.models.MoMaskModels.set_precision). "auto":
 # bfloat16 where the CPU computes it natively (sampling ~1.7x faster), float32 elsewhere and on GPUs.
 PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+class BadRequest(ValueError):
+    """A request that cannot be served as it is: the message says what to fix. Only this is reported as a bad
+    request; any other exception while serving one is a bug."""
+
+
+def check_job(kind: str, params) -> None:
+    """Refuse (BadRequest) a job type that is not declared, or parameters (besides id, type, model) that its
+    declaration does not name or that leave out a required one."""
+    job = JOBS.get(kind)
+    if job is None:
+        raise BadRequest(f"unknown request type {kind!r}; expected one of {', '.join(REQUEST_TYPES)}")
+    unknown = sorted(set(params) - set(job.parameters) - {"model"})
+    if unknown:
+        raise BadRequest(f"{kind}: unknown parameter(s) {', '.join(unknown)}; accepted: "
+                         f"{', '.join(('model',) + job.parameters)}")
+    missing = [name for name in job.required if name not in params]
+    if missing:
+        raise BadRequest(f"{kind}: missing parameter(s) {', '.join(missing)}")
 
 
 def default_threads() -> int:

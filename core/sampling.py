@@ -16,6 +16,7 @@ import torch
 
 from core.features import foot_contacts, recover_from_ric
 from core.models import MoMaskModels
+from core.protocol import BadRequest
 
 MIN_FRAMES, MAX_FRAMES = 8, 196  # 2..49 tokens: what the released transformers were trained on
 KEPT_SCORE = 1e5  # confidence of a token that must never be re-masked (pads, kept source tokens)
@@ -175,28 +176,28 @@ def sample_token_lengths(length_model, cond: torch.Tensor, frames_per_token: int
 def check_sampling_options(candidates: int, steps: int, topk: float, temperature: float, caller: str) -> None:
     """The checks every request (generate, inpaint, long motions) makes of its sampling options."""
     if candidates < 1 or steps < 1:
-        raise ValueError(f"{caller}: candidates and steps must be >= 1, got {candidates} and {steps}")
+        raise BadRequest(f"{caller}: candidates and steps must be >= 1, got {candidates} and {steps}")
     if not 0 <= topk < 1:
-        raise ValueError(f"{caller}: topk is the share of the vocabulary filtered out, in [0, 1), got {topk}")
+        raise BadRequest(f"{caller}: topk is the share of the vocabulary filtered out, in [0, 1), got {topk}")
     if temperature < 0:
-        raise ValueError(f"{caller}: temperature must be >= 0, got {temperature}")
+        raise BadRequest(f"{caller}: temperature must be >= 0, got {temperature}")
 
 
 def _check_request(prompts, lengths, candidates, steps, topk, temperature) -> list[int] | None:
     if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts:
-        raise ValueError("generate: expected a non-empty list of prompt strings")
+        raise BadRequest("generate: expected a non-empty list of prompt strings")
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"generate: prompt {i} is empty; describe the motion in words")
+            raise BadRequest(f"generate: prompt {i} is empty; describe the motion in words")
     check_sampling_options(candidates, steps, topk, temperature, "generate")
     if lengths is None:
         return None
     lengths = [lengths] * len(prompts) if isinstance(lengths, (int, np.integer)) else list(lengths)
     if len(lengths) != len(prompts):
-        raise ValueError(f"generate: {len(lengths)} lengths for {len(prompts)} prompts; give one per prompt")
+        raise BadRequest(f"generate: {len(lengths)} lengths for {len(prompts)} prompts; give one per prompt")
     for i, frames in enumerate(lengths):
         if not MIN_FRAMES <= frames <= MAX_FRAMES or int(frames) != frames:
-            raise ValueError(f"generate: length {frames} of prompt {i} is outside the allowed range "
+            raise BadRequest(f"generate: length {frames} of prompt {i} is outside the allowed range "
                              f"{MIN_FRAMES}..{MAX_FRAMES} frames (20 fps)")
     return [int(f) for f in lengths]
 
@@ -221,10 +222,10 @@ def generate(models: MoMaskModels, text_encoder, prompts: list[str], lengths: li
         raise RuntimeError("generate: the models are in training mode (dropout on); call models.eval() first")
     cond_dim = models.mask.hparams["cond_dim"]
     if text_encoder.dim != cond_dim:
-        raise ValueError(f"generate: text encoder {text_encoder.name!r} gives {text_encoder.dim}-d vectors but "
+        raise BadRequest(f"generate: text encoder {text_encoder.name!r} gives {text_encoder.dim}-d vectors but "
                          f"the model was trained on {cond_dim}-d ones; use the encoder named in its config")
     if frames is None and models.length is None:
-        raise ValueError("generate: this model has no length estimator; give a length in frames for each prompt")
+        raise BadRequest("generate: this model has no length estimator; give a length in frames for each prompt")
     device = next(models.mask.parameters()).device
     seed = secrets.randbelow(2 ** 31) if seed is None else seed
     # rows prompt-major, as cond below; every row its own generator (rows sharing one would draw in turns)

@@ -17,6 +17,7 @@ import torch
 from core.features import foot_contacts, recover_from_ric
 from core.inpainting import StepCounter, edit_tokens, start_request
 from core.models import MoMaskModels
+from core.protocol import BadRequest
 from core.sampling import MAX_FRAMES, MIN_FRAMES, GeneratedMotion, decode_features
 
 CONTEXT_FRAMES = 48  # frames of the previous window that a window keeps and continues from
@@ -58,16 +59,16 @@ def plan_windows(segment_tokens: list[int], window_tokens: int, context_tokens: 
 
 def _check_segments(segments) -> list[tuple[str, int]]:
     if isinstance(segments, (str, tuple)) or not isinstance(segments, list) or not segments:
-        raise ValueError("generate_long: expected a non-empty list of (prompt, frames) segments")
+        raise BadRequest("generate_long: expected a non-empty list of (prompt, frames) segments")
     for i, segment in enumerate(segments):
         if not isinstance(segment, (tuple, list)) or len(segment) != 2:
-            raise ValueError(f"generate_long: segment {i} must be a (prompt, frames) pair, got {segment!r}")
+            raise BadRequest(f"generate_long: segment {i} must be a (prompt, frames) pair, got {segment!r}")
         prompt, frames = segment
         if not isinstance(prompt, str):
-            raise ValueError(f"generate_long: the prompt of segment {i} must be a string (\"\" for none), "
+            raise BadRequest(f"generate_long: the prompt of segment {i} must be a string (\"\" for none), "
                              f"got {prompt!r}")
         if not isinstance(frames, (int, np.integer)) or frames < MIN_FRAMES:
-            raise ValueError(f"generate_long: segment {i} lasts {frames!r} frames; give a whole number of "
+            raise BadRequest(f"generate_long: segment {i} lasts {frames!r} frames; give a whole number of "
                              f"frames >= {MIN_FRAMES} (20 fps)")
     return [(prompt, int(frames)) for prompt, frames in segments]
 
@@ -86,7 +87,7 @@ def generate_long(models: MoMaskModels, text_encoder, segments: list[tuple[str, 
     segments = _check_segments(segments)
     fpt, window_tokens = models.rvq.frames_per_token, MAX_FRAMES // models.rvq.frames_per_token
     if not isinstance(context_frames, (int, np.integer)) or not 0 < context_frames <= MAX_FRAMES // 2:
-        raise ValueError(f"generate_long: context_frames must be in 1..{MAX_FRAMES // 2}, got {context_frames}")
+        raise BadRequest(f"generate_long: context_frames must be in 1..{MAX_FRAMES // 2}, got {context_frames}")
     prompts = [prompt for prompt, _ in segments]
     cond, generators = start_request(models, text_encoder, prompts, candidates, steps, topk, temperature, seed,
                                      "generate_long")

@@ -7,7 +7,6 @@ answered at once and a second job is refused as busy (the client decides whether
 protocol lines only: whatever torch and its libraries print goes to stderr.
 """
 import argparse
-import inspect
 import os
 import queue
 import secrets
@@ -22,8 +21,6 @@ from core import protocol
 
 MAX_MODELS = 2  # model directories kept loaded; the least recently used one is dropped first
 UNSENT_FIELDS = ("tokens", "windows")  # motion fields only the worker side needs
-WORKER_PARAMS = ("id", "type", "model")  # request fields that are not parameters of the job's function
-INTERNAL_PARAMS = ("models", "text_encoder", "progress", "cancel")  # supplied by the worker, not the request
 
 
 class RequestError(Exception):
@@ -59,20 +56,13 @@ def add_clip_path_option(parser: argparse.ArgumentParser) -> None:
                         help="OpenAI's CLIP ViT-B-32.pt, for models that use CLIP (default: ~/.cache/clip/ViT-B-32.pt)")
 
 
-def job_parameters(functions) -> tuple[list[str], list[str]]:
-    """(accepted, required) request parameters of a job run by functions[0]; the later functions receive its
-    **options as their keyword-only parameters (inbetween passes them on to inpaint)."""
-    accepted, required = {}, []
-    for i, function in enumerate(functions):
-        for name, param in inspect.signature(function).parameters.items():
-            if name in INTERNAL_PARAMS or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-                continue
-            if i > 0 and param.kind != param.KEYWORD_ONLY:
-                continue
-            accepted[name] = None
-            if i == 0 and param.default is param.empty:
-                required.append(name)
-    return list(accepted), required
+def job_functions() -> dict:
+    """The core function serving each job type of core/protocol.py but load: its request parameters are the
+    function's keywords (imported here, not at the top: `core.worker` itself imports without torch)."""
+    from core.inpainting import inbetween, inpaint
+    from core.sampling import generate
+    from core.sequence import generate_long
+    return {"generate": generate, "inpaint": inpaint, "inbetween": inbetween, "sequence": generate_long}
 
 
 def motion_payload(motion) -> dict:
@@ -84,11 +74,7 @@ class Worker:
     """Requests in (reader thread), one job at a time (main thread), events out (either thread, locked)."""
 
     def __init__(self, out, device: str, precision: str = "auto", clip_path: str | None = None):
-        from core.inpainting import inbetween, inpaint
-        from core.sampling import generate
-        from core.sequence import generate_long
-        self.functions = {"generate": (generate,), "inpaint": (inpaint,), "inbetween": (inbetween, inpaint),
-                          "sequence": (generate_long,)}
+        self.functions = job_functions()
         self.out, self.device, self.precision, self.clip_path = out, device, precision, clip_path
         self.lock = threading.Lock()  # one line at a time on `out`; guards `busy`
         self.busy = None  # id of the job queued or running
@@ -121,8 +107,8 @@ class Worker:
         self.jobs.put(None)
 
     def accept(self, line: bytes | str) -> str | None:
-        """Answer ping, cancel, shutdown and bad requests at once; queue a job unless one is running.
-        Returns "shutdown" for a shutdown request."""
+        """Answer ping, cancel, shutdown and bad requests (core/protocol.py's declarations) at once; queue a job
+        unless one is running. Returns "shutdown" for a shutdown request."""
         try:
             request = protocol.loads(line)
         except ValueError as err:
@@ -137,7 +123,11 @@ class Worker:
                 self.cancel.set()
         elif kind == "shutdown":  # read_requests stops reading and ends the worker
             return "shutdown"
-        elif kind in protocol.JOB_TYPES:
+        else:
+            try:
+                protocol.check_job(kind, request.keys() - set(protocol.ENVELOPE))
+            except protocol.BadRequest as err:
+                return self.error(job_id, str(err), "bad-request")
             with self.lock:
                 if self.busy is not None:
                     return self._write({"id": job_id, "event": "error", "kind": "busy", "message":
@@ -145,9 +135,6 @@ class Worker:
                 self.busy = job_id
                 self.cancel.clear()
             self.jobs.put(request)
-        else:
-            self.error(job_id, f"unknown request type {kind!r}; expected one of {', '.join(protocol.REQUEST_TYPES)}",
-                       "bad-request")
 
     # main thread
 
@@ -168,9 +155,12 @@ class Worker:
             event = {"event": "cancelled", "message": str(err)}
         except RequestError as err:
             event = {"event": "error", "message": str(err), "kind": err.kind}
+        except protocol.BadRequest as err:
+            event = {"event": "error", "message": str(err), "kind": "bad-request"}
         except Exception as err:  # a bug or a resource problem (memory, CUDA): report it and keep serving
             traceback.print_exc()
-            event = {"event": "error", "message": f"{kind} failed: {type(err).__name__}: {err}", "kind": "internal"}
+            event = {"event": "error", "kind": "internal", "message": f"{kind} failed inside the worker "
+                     f"({type(err).__name__}: {err}); a bug or a resource problem, its traceback is in the worker's log"}
         with self.lock:  # free before the last event goes out, so the client may send the next job at once
             self.busy = None
             self._write({"id": job_id, **event})
@@ -211,35 +201,21 @@ class Worker:
         return path, models, self.encoders[models.config["text_encoder"]["name"]]
 
     def load(self, job_id, request: dict) -> dict:
-        unknown = sorted(request.keys() - set(WORKER_PARAMS))
-        if unknown:
-            raise RequestError(f"load: unknown parameter(s) {', '.join(unknown)}; load takes only 'model'")
         path, models, encoder = self.model(job_id, request.get("model"))
         return {"model": str(path), "config": models.config, "text_encoder": encoder.name, "device": self.device}
 
     def make_motions(self, job_id, kind: str, request: dict) -> dict:
         """generate -> motions [prompt][candidate]; inpaint, inbetween, sequence -> motions [candidate].
-        Parameters are those of the core function (core.sampling.generate, core.inpainting.inpaint, ...);
-        a missing seed is drawn here so that the result names the seed that reproduces it."""
-        functions = self.functions[kind]
-        accepted, required = job_parameters(functions)
-        params = {name: value for name, value in request.items() if name not in WORKER_PARAMS}
-        unknown = sorted(params.keys() - set(accepted))
-        if unknown:
-            raise RequestError(f"{kind}: unknown parameter(s) {', '.join(unknown)}; "
-                               f"accepted: model, {', '.join(accepted)}")
-        missing = [name for name in required if name not in params]
-        if missing:
-            raise RequestError(f"{kind}: missing parameter(s) {', '.join(missing)}")
+        The request's parameters (checked against core/protocol.py on arrival) are the core function's keywords;
+        a missing seed is drawn here so that the result names the seed that reproduces it. The function raises
+        protocol.BadRequest for input it cannot serve; anything else it raises is a bug."""
+        params = {name: value for name, value in request.items() if name not in protocol.ENVELOPE + ("model",)}
         if params.get("seed") is None:
             params["seed"] = secrets.randbelow(2 ** 31)
         path, models, encoder = self.model(job_id, request.get("model"))
-        try:
-            out = functions[0](models, encoder, **params, cancel=self.cancel.is_set,
-                               progress=lambda step, total: self.progress(job_id, step, total,
-                                                                          f"{kind}: step {step} of {total}"))
-        except (ValueError, TypeError) as err:
-            raise RequestError(str(err)) from None
+        out = self.functions[kind](models, encoder, **params, cancel=self.cancel.is_set,
+                                   progress=lambda step, total: self.progress(job_id, step, total,
+                                                                              f"{kind}: step {step} of {total}"))
         motions = ([[motion_payload(m) for m in row] for row in out] if kind == "generate"
                    else [motion_payload(m) for m in out])
         shown = {name: value for name, value in params.items() if not hasattr(value, "shape")}  # not the arrays

@@ -242,10 +242,12 @@ class WorkerClient:
         return connection.info
 
     def request(self, kind: str, **params) -> Job:
-        """Send a job (protocol.JOB_TYPES or "ping") and return it at once; starts the worker if none runs.
-        Raises WorkerBusy while another job runs, WorkerError if the command cannot be started."""
-        if kind not in protocol.JOB_TYPES + ("ping",):
-            raise ValueError(f"unknown request {kind!r}; expected one of {', '.join(protocol.JOB_TYPES)}, ping")
+        """Send a job (declared in protocol.JOBS) or a "ping" and return it at once; starts the worker if none
+        runs. Raises protocol.BadRequest (a ValueError: the add-on's own mistake) for a request the protocol does
+        not declare, before anything is sent; WorkerBusy while another job runs, WorkerError if the command cannot
+        be started."""
+        if kind != "ping":
+            protocol.check_job(kind, params)
         with self._lock:
             if self._job is not None and not self._job.done:
                 raise WorkerBusy(f"the MoMask worker is busy with {self._job.kind} (job {self._job.id}); "

@@ -17,7 +17,7 @@ from core.checkpoint import model_config, save_model_dir
 from core.features import recover_from_ric
 from momask_blender.worker_client import (EXTENSION_ROOT, JobCancelled, WorkerBusy, WorkerClient, WorkerError,
                                           default_worker_command)
-from tests.test_checkpoint import small_models
+from tests.support.tiny_models import small_models
 
 WORKER = default_worker_command(sys.executable, threads=1)
 needs_signals = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="POSIX signals")
@@ -129,7 +129,8 @@ def test_worker_stdout_is_pure_protocol_and_a_second_job_is_refused(tmp_path):
     clip_model = save_model_dir(models, tmp_path / "clip-model")
     requests = [{"id": 1, "type": "load", "model": str(clip_model)},
                 {"id": 2, "type": "generate", "prompts": ["a person walks"]},
-                {"id": 3, "type": "ping"}, "this is not json", {"id": 4, "type": "fly"}, {"type": "ping"}]
+                {"id": 3, "type": "ping"}, "this is not json", {"id": 4, "type": "fly"}, {"type": "ping"},
+                {"id": 5, "type": "generate", "prompt": "walk"}]
     lines = "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in requests)
     env = dict(os.environ, HOME=str(tmp_path))  # no CLIP weights in ~/.cache/clip
     done = subprocess.run([sys.executable, "-c", NOISY_WORKER, "--threads", "1", "--model", "/nonexistent/model"],
@@ -152,6 +153,9 @@ def test_worker_stdout_is_pure_protocol_and_a_second_job_is_refused(tmp_path):
                          "message": "the worker is busy with job 1; wait for it or cancel it"}]
     assert by_id[3] == [{"id": 3, "event": "result", "payload": {"pong": True, "busy": 1}}]
     assert by_id[4][0]["kind"] == "bad-request" and "unknown request type 'fly'" in by_id[4][0]["message"]
+    assert by_id[5] == [{"id": 5, "event": "error", "kind": "bad-request",  # checked on arrival, busy or not
+                         "message": "generate: unknown parameter(s) prompt; accepted: model, prompts, lengths, "
+                                    "candidates, seed, steps, cond_scale, res_cond_scale, temperature, topk"}]
     unattributed = [e["message"] for e in by_id[None]]
     assert unattributed[0].startswith("not a protocol line") and "has no integer 'id'" in unattributed[1]
     assert "library chatter on stdout" in done.stderr and "C-level chatter on fd 1" in done.stderr
@@ -226,8 +230,6 @@ def test_cancel_mid_generation_and_a_second_request_is_refused(client, model_dir
 @pytest.mark.parametrize("kind, params, error_kind, message", [
     ("generate", dict(prompts=[""]), "bad-request", "prompt 0 is empty"),
     ("generate", dict(prompts=["walk"], lengths=[500]), "bad-request", "length 500 of prompt 0 is outside"),
-    ("generate", dict(lengths=[40]), "bad-request", "generate: missing parameter(s) prompts"),
-    ("generate", dict(prompt="walk"), "bad-request", "generate: unknown parameter(s) prompt; accepted: model, prompts"),
     ("inpaint", dict(source=np.zeros((40, 5)), ranges=[[0, 8]]), "bad-request", "the source must be features"),
     ("load", dict(model="/nonexistent/model"), "model", "model directory not found"),
     ("load", dict(model="CORRUPT"), "model", "config.json: not valid JSON"),
@@ -245,9 +247,38 @@ def test_bad_requests_get_clear_errors_and_the_worker_lives_on(client, model_dir
     assert client.request("ping").wait(30)["pong"] and client.ready["pid"] == pid
 
 
-def test_unknown_request_kinds_are_refused_before_sending(client):
-    with pytest.raises(ValueError, match="unknown request 'fly'"):
-        client.request("fly")
+@pytest.mark.parametrize("kind, params, message", [
+    ("fly", {}, "unknown request type 'fly'"),
+    ("generate", dict(lengths=[40]), r"generate: missing parameter\(s\) prompts"),
+    ("generate", dict(prompt="walk"), r"generate: unknown parameter\(s\) prompt; accepted: model, prompts"),
+])
+def test_requests_the_protocol_does_not_declare_are_refused_before_sending(kind, params, message):
+    never_started = WorkerClient([sys.executable, "-c", "raise SystemExit('started')"])
+    with pytest.raises(protocol.BadRequest, match=message):
+        never_started.request(kind, **params)
+    assert not never_started.alive
+
+
+BROKEN_WORKER = """
+import sys
+import core.sampling
+def generate(models, text_encoder, prompts, **options):  # a bug inside core
+    return len(prompts) + "frames"
+core.sampling.generate = generate
+from core.worker import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_bug_inside_core_is_reported_as_one_with_its_traceback_in_the_log(model_dir):
+    with WorkerClient([sys.executable, "-c", BROKEN_WORKER, "--threads", "1"], cwd=EXTENSION_ROOT) as broken:
+        job = broken.request("generate", model=model_dir, prompts=["walk"], lengths=[40])
+        with pytest.raises(WorkerError, match=r"generate failed inside the worker \(TypeError: unsupported operand"):
+            job.wait(60)
+        assert job.error_kind == "internal"
+        assert broken.request("ping").wait(30)["pong"]  # and it serves on
+        log = broken.stderr_tail()
+        assert "Traceback (most recent call last)" in log and "TypeError: unsupported operand" in log
 
 
 @needs_signals
