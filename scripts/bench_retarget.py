@@ -25,7 +25,9 @@ Direction, position and flips measure the solver (no locking); skate, floor and 
 import argparse
 import contextlib
 import io
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +35,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
+from core import solver  # noqa: E402
 from core.bonemap import PRESETS  # noqa: E402
 from core.features import foot_contacts  # noqa: E402
 from momask_blender import keying, rigify  # noqa: E402
 from momask_blender.armature_reading import read_rig  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
-from tests.test_retarget_rigs import BUILT, FPS, Keyer, measure, retarget_seconds  # noqa: E402
-from tests.test_solver_bpy import RIGS, import_rig  # noqa: E402
+from tests.support.blender import RIGS, import_rig  # noqa: E402
+from tests.support.retarget import BUILT, FPS, Keyer, measure  # noqa: E402
 
 PROMPTS = {"walk": "a person walks forward", "run": "a person runs forward",
            "wave": "a person waves with the right hand", "kick": "a person kicks with the right leg",
@@ -102,6 +105,20 @@ class RigifyKeyer(Keyer):
 
     def key(self, pose, name: str) -> None:
         keying.assign_action(self.ob, self.keyer.key(bpy.context, self.ob, [pose], [name], 1)[0])
+
+
+def retarget_seconds(ob, joints: np.ndarray, contacts: np.ndarray, runs: int, keyer=Keyer) -> float:
+    """Median seconds to read the armature, solve with foot locking and key the motion (at FPS)."""
+    times = []
+    for run in range(runs):
+        start = time.perf_counter()
+        rig_keyer = keyer(ob)
+        pose = keying.solve_at_fps(rig_keyer.solved, joints, FPS, solver.SolveOptions(), foot_lock=True,
+                                   contacts=contacts)
+        rig_keyer.key(pose, f"timed {run}")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
 
 
 def main() -> None:

@@ -1,11 +1,9 @@
 """The extension in bpy 5.0.1: built with Blender's own builder into a zip holding only what Blender and the
 worker need, installed from that zip, loaded from the source tree as a development repository (the way
 Blender imports it: bl_ext.<repo>.momask_blender), registered twice, its panel drawn into a recording layout,
-the built-in rig, and every bad input refused with a message before anything changes.
-
-Helpers and fixtures here are shared with test_blender_generate.py (which runs a real worker)."""
+the built-in rig, and every bad input refused with a message before anything changes (the fixtures are in
+tests/support/blender.py)."""
 import importlib.util
-import os
 import subprocess
 import sys
 import sysconfig
@@ -16,93 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-bpy = pytest.importorskip("bpy")
-import addon_utils  # noqa: E402  (comes with bpy)
-
+from tests.support.blender import (REPO, RecordingLayout, add_rig, addon_module, bpy, extension,  # noqa: F401
+                                   generate, keyed_armature, prefs, scene, snapshot, stub_armature)
 from core.skeleton import JOINT_NAMES, PARENTS, TARGET_BONE_LENGTHS  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-DEV_REPO = "momask_dev"  # the development repository the source tree is loaded from
-ADDON = f"bl_ext.{DEV_REPO}.momask_blender"
-
-
-def addon_module(name: str):
-    """A module of the loaded extension's Blender side (momask_blender/<name>.py)."""
-    return sys.modules[f"{ADDON}.momask_blender.{name}"]
-
-
-@pytest.fixture(scope="session")
-def extension(tmp_path_factory):
-    """The source tree enabled as Blender enables a development repository: a repository folder whose child
-    named after the manifest id links to the repository root. User resources in a temporary folder."""
-    os.environ["BLENDER_USER_RESOURCES"] = str(tmp_path_factory.mktemp("blender_user"))
-    repo_dir = tmp_path_factory.mktemp("extensions")
-    (repo_dir / "momask_blender").symlink_to(REPO, target_is_directory=True)
-    bpy.context.preferences.extensions.repos.new(name=DEV_REPO, module=DEV_REPO, custom_directory=str(repo_dir),
-                                                 source="USER")
-    errors = []
-    addon_utils.enable(ADDON, default_set=True, handle_error=errors.append)
-    assert not errors and ADDON in bpy.context.preferences.addons, errors
-    yield ADDON
-    addon_utils.disable(ADDON, default_set=True)
-
-
-@pytest.fixture
-def prefs(extension):
-    """The add-on's preferences, restored afterwards."""
-    prefs = bpy.context.preferences.addons[extension].preferences
-    saved = (prefs.worker_python, prefs.worker_command, [d.path for d in prefs.model_dirs], prefs.model)
-    yield prefs
-    prefs.worker_python, prefs.worker_command = saved[:2]
-    prefs.model_dirs.clear()
-    for path in saved[2]:
-        prefs.model_dirs.add().path = path
-    prefs.model = saved[3]
-
-
-@pytest.fixture
-def scene(extension):
-    bpy.ops.wm.read_homefile(use_empty=True)
-    return bpy.context.scene
-
-
-def add_rig(location=(0.0, 0.0, 0.0)):
-    bpy.context.scene.cursor.location = location
-    assert bpy.ops.momask.add_rig() == {"FINISHED"}
-    return bpy.context.active_object
-
-
-def keyed_armature(ob):
-    """Give `ob` an action of its own (one key on the pelvis): the user's work a generation must keep."""
-    bone = ob.pose.bones["pelvis"]
-    bone.location = (0.0, 0.0, 0.1)
-    bone.keyframe_insert("location", frame=1)
-    return ob.animation_data.action
-
-
-def snapshot() -> dict:
-    """Everything a refused request must leave as it was: data-blocks, assigned actions and slots, keys, pose
-    values, candidate lists."""
-    state = {kind: sorted(item.name for item in getattr(bpy.data, kind))
-             for kind in ("actions", "objects", "armatures", "meshes", "collections", "texts")}
-    state["keys"] = {a.name: [(c.data_path, c.array_index, len(c.keyframe_points))
-                              for layer in a.layers for strip in layer.strips
-                              for bag in strip.channelbags for c in bag.fcurves] for a in bpy.data.actions}
-    for ob in bpy.data.objects:
-        animation = ob.animation_data
-        state[ob.name] = {
-            "action": (animation.action.name if animation and animation.action else None,
-                       animation.action_slot.identifier if animation and animation.action_slot else None),
-            "candidates": [c.action.name if c.action else None for c in ob.momask_candidates],
-            "index": ob.momask_candidate_index,
-            "pose": [tuple(np.round(np.array(b.matrix_basis), 6).ravel()) for b in ob.pose.bones] if ob.pose else [],
-        }
-    return state
-
-
-def generate(**params):
-    """bpy.ops.momask.generate under EXEC; a refusal comes back as the RuntimeError Blender raises."""
-    return bpy.ops.momask.generate("EXEC_DEFAULT", **params)
 
 
 # ------------------------------------------------------------------------------------------------ packaging
@@ -204,35 +118,6 @@ def test_add_rig_outside_object_mode_is_refused(scene):
     assert [o.name for o in bpy.data.objects] == [ob.name]
 
 
-# ---------------------------------------------------------------------------------------------------- panel
-class RecordingLayout:
-    """Stands in for a UILayout: records every call; sub-layouts record into the same list."""
-
-    def __init__(self, calls=None):
-        self.calls = [] if calls is None else calls
-
-    def __getattr__(self, name):
-        def record(*args, **kwargs):
-            if name == "operator":
-                result = types.SimpleNamespace()
-            elif name in ("row", "column", "box", "split", "column_flow", "grid_flow"):
-                result = RecordingLayout(self.calls)
-            else:
-                result = None
-            self.calls.append((name, args, kwargs, result))
-            return result
-        return record
-
-    def props(self):
-        return {(type(args[0]).__name__, args[1]) for name, args, _, _ in self.calls if name == "prop"}
-
-    def operators(self):
-        return {args[0]: result for name, args, _, result in self.calls if name == "operator"}
-
-    def texts(self):
-        return " | ".join(str(kw.get("text", "")) for name, _, kw, _ in self.calls)
-
-
 def draw_panel():
     layout = RecordingLayout()
     bpy.types.MOMASK_PT_main.draw(types.SimpleNamespace(layout=layout), bpy.context)
@@ -313,22 +198,6 @@ def test_no_armature(scene):
     with pytest.raises(RuntimeError, match="Select an armature.*nothing is active"):
         generate(prompt="a person walks")
     assert snapshot() == before
-
-
-def stub_armature():
-    """An armature 'Stub' without legs or arms (Hips, Spine, Head), active in the current scene."""
-    armature = bpy.data.armatures.new("Stub")
-    ob = bpy.data.objects.new("Stub", armature)
-    bpy.context.scene.collection.objects.link(ob)
-    bpy.context.view_layer.objects.active = ob
-    bpy.ops.object.mode_set(mode="EDIT")
-    parent = None
-    for name, z in (("Hips", 1.0), ("Spine", 1.2), ("Head", 1.6)):
-        bone = armature.edit_bones.new(name)
-        bone.head, bone.tail, bone.parent = (0, 0, z), (0, 0, z + 0.1), parent
-        parent = bone
-    bpy.ops.object.mode_set(mode="OBJECT")
-    return ob
 
 
 def test_armature_with_unmapped_joints_lists_them(scene):

@@ -13,52 +13,14 @@ import types
 import numpy as np
 import pytest
 
-from tests.test_blender_extension import (add_rig, addon_module, bpy, extension, generate, keyed_armature,  # noqa: F401
-                                          prefs, scene, snapshot)
+from tests.support.blender import (add_rig, addon_module, bpy, build_armature, evaluated_joints,  # noqa: F401
+                                   extension, generate, keyed_armature, model_prefs, prefs, rigid_model, run_modal,
+                                   scene, snapshot)
 
 torch = pytest.importorskip("torch")
 
-from core.checkpoint import model_config, save_model_dir  # noqa: E402
-from core.features import ROOT_LIN_VEL, ROOT_ROT_VEL, joints_to_features  # noqa: E402
-from core.models import MoMaskModels, build_model  # noqa: E402
-from core.skeleton import JOINT_NAMES  # noqa: E402
 from core.solver import HUMANML3D_TO_BLENDER, default_placement  # noqa: E402
-from tests.test_solver import offsets_of, rest_pose  # noqa: E402
-from tests.test_solver_bpy import build_armature  # noqa: E402
-from tests.tiny_models import Q, TINY, V  # noqa: E402
-
-MINILM_DIM = 384
-# Spread of the free root channels (per 20 fps frame): turns of a few degrees and steps of a few centimetres.
-ROOT_SPREAD = ((ROOT_ROT_VEL, 0.1), (ROOT_LIN_VEL, 0.02))
-
-
-@pytest.fixture(scope="session")
-def rigid_model(extension, tmp_path_factory):
-    """A tiny random model whose every frame is the built-in rig's rest pose, moved rigidly."""
-    rest = addon_module("rig_builder").rest_joints() @ HUMANML3D_TO_BLENDER  # Blender -> HumanML3D frame
-    features = joints_to_features(np.repeat(rest[None], 3, axis=0))
-    mean, std = features[0].astype(np.float32), np.full(features.shape[1], 1e-7, dtype=np.float32)
-    for channels, spread in ROOT_SPREAD:
-        std[channels] = spread
-    torch.manual_seed(0)
-    rvq = build_model("rvq", dict(nb_code=V, code_dim=16, width=32, depth=2, num_quantizers=Q))
-    for layer in rvq.quantizer.layers:
-        layer.codebook.normal_()
-    hparams = dict(TINY, cond_dim=MINILM_DIM)
-    models = MoMaskModels(rvq, build_model("mask", hparams), build_model("residual", dict(hparams, num_quantizers=Q)),
-                          build_model("length", dict(cond_dim=MINILM_DIM, hidden=32)), mean, std,
-                          model_config("minilm", MINILM_DIM, "tiny random test model")).eval()
-    return save_model_dir(models, tmp_path_factory.mktemp("models") / "rigid")
-
-
-@pytest.fixture
-def model_prefs(prefs, rigid_model):
-    """Preferences pointing at the rigid test model and the set-up's Python (auto-detected)."""
-    prefs.worker_python, prefs.worker_command = "", ""
-    prefs.model_dirs.clear()
-    prefs.model_dirs.add().path = str(rigid_model)
-    prefs.model = "0"
-    return prefs
+from tests.support.rigs import offsets_of, rest_pose  # noqa: E402
 
 
 def worker():
@@ -79,24 +41,6 @@ def at_frame_times(joints: np.ndarray, fps: float) -> np.ndarray:
     times, source = np.arange(count) * 20 / fps, np.arange(len(joints))
     flat = joints.reshape(len(joints), -1)
     return np.stack([np.interp(times, source, channel) for channel in flat.T], axis=-1).reshape(count, 22, 3)
-
-
-def evaluated_joints(ob, frames, rig=None) -> np.ndarray:
-    """(F, 22, 3) world-space joints as Blender evaluates each frame: the heads of the bones named after the
-    joints, or through the bone map of `rig`."""
-    names = [b.name for b in ob.pose.bones]
-    if rig is None:
-        weights = np.eye(len(names))[[names.index(name) for name in JOINT_NAMES]]
-    else:
-        weights = rig.bone_map.weights[:, [rig.names.index(name) for name in names]]
-    heads = np.zeros((len(names), 3), dtype=np.float32)
-    out = []
-    for frame in frames:
-        bpy.context.scene.frame_set(frame)
-        ob.pose.bones.foreach_get("head", heads.ravel())
-        world = np.array(ob.matrix_world)
-        out.append(weights @ (heads @ world[:3, :3].T + world[:3, 3]))
-    return np.array(out)
 
 
 @pytest.mark.parametrize("fps", [24, 30])
@@ -199,18 +143,6 @@ def test_modal_steps_show_progress_and_key_at_the_end(scene, model_prefs):
     assert reports and reports[-1][0] == {"INFO"}
     other = types.SimpleNamespace(type="MOUSEMOVE", value="NOTHING")
     assert bpy.types.MOMASK_OT_generate.modal(op, bpy.context, other) == {"PASS_THROUGH"}
-
-
-def run_modal(op, limit=30.0):
-    """Timer ticks until the modal operator ends -> its last return value."""
-    deadline = time.monotonic() + limit
-    timer = types.SimpleNamespace(type="TIMER", value="NOTHING")
-    while time.monotonic() < deadline:
-        state = bpy.types.MOMASK_OT_generate.modal(op, bpy.context, timer)
-        if state != {"RUNNING_MODAL"}:
-            return state
-        time.sleep(0.01)
-    raise AssertionError("the modal generation did not end")
 
 
 def start_modal(settings_args, reports):

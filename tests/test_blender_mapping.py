@@ -7,12 +7,12 @@ import types
 
 import pytest
 
-from tests.test_blender_extension import (RecordingLayout, addon_module, bpy, extension, generate,  # noqa: F401
-                                          scene, snapshot)
+from tests.support.blender import (RecordingLayout, addon_module, bpy, extension, generate,  # noqa: F401
+                                   scene, snapshot)
 
 from core.bonemap import TABLE, UnmappableSkeletonError  # noqa: E402
 from core.skeleton import JOINT_NAMES, PARENTS  # noqa: E402
-from tests.test_bonemap import VRM_BONES, glb, vrm_gltf  # noqa: E402
+from tests.support.files import VRM_BONES, glb, vrm_gltf  # noqa: E402
 
 # Bone names a detector cannot read, for rigs only a table can map: b00 .. b21 in JOINT_NAMES order.
 OPAQUE = [f"b{j:02d}" for j in range(len(JOINT_NAMES))]

@@ -1,6 +1,6 @@
 """Generated Rigify rigs in bpy 5.0.1: motion keyed on the FK controls through the proxy and the visual bake,
 with the rig's own constraints intact and its arms and legs switched to FK for the keyed range; generated
-through the operator (a real worker and the tiny rigid model of test_blender_generate.py) and from real and
+through the operator (a real worker and the tiny rigid model of tests/support/blender.py) and from real and
 demanding motions, the deforming bones (DEF-*) pointing where the motion's segments do. The metarig and a
 DEF-bones-only export are keyed directly, like any rig. A range regenerated in an action keyed on the controls
 is baked the same way and spliced into that range alone.
@@ -12,8 +12,9 @@ import io
 import numpy as np
 import pytest
 
-from tests.test_blender_extension import addon_module, bpy, extension, generate, prefs  # noqa: F401
-from tests.test_blender_generate import evaluated_joints, model_prefs, rigid_model  # noqa: F401
+from tests.support.blender import (addon_module, all_keys, assert_outside_unchanged,  # noqa: F401
+                                   assert_smooth_seams, bpy, evaluated_joints, extension, generate, model_prefs,
+                                   prefs, rigid_model)
 
 import addon_utils  # noqa: E402  (comes with bpy)
 from bpy_extras import anim_utils  # noqa: E402
@@ -21,8 +22,7 @@ from bpy_extras import anim_utils  # noqa: E402
 from core.bonemap import PRESETS  # noqa: E402
 from core.skeleton import JOINT_INDEX  # noqa: E402
 from core.solver import SolveOptions  # noqa: E402
-from tests.test_blender_timeline import all_keys, assert_outside_unchanged, assert_smooth_seams  # noqa: E402
-from tests.test_solver import SEGMENTS, angle_between, synthetic_motion  # noqa: E402
+from tests.support.rigs import SEGMENTS, angle_between, synthetic_motion  # noqa: E402
 
 FRAMES = 196  # the longest motion a model generates (9.8 s at 20 fps)
 DEF_TABLE = {joint: bone for joint, bone in PRESETS["rigify_def"].items() if bone}

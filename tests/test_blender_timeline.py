@@ -1,4 +1,4 @@
-"""Timeline editing in bpy 5.0.1 with a real worker and the tiny rigid model of test_blender_generate.py:
+"""Timeline editing in bpy 5.0.1 with a real worker and the tiny rigid model of tests/support/blender.py:
 regenerate ranges, fill gaps, key a prompt timeline, refuse bad requests without changing anything.
 
 The animation edited is the built-in rig's body (or a Mixamo-named FBX-like rig of the same proportions)
@@ -12,21 +12,19 @@ import types
 import numpy as np
 import pytest
 
-from tests.test_blender_extension import (RecordingLayout, add_rig, addon_module, bpy, extension,  # noqa: F401
-                                          prefs, scene, snapshot, stub_armature)
-from tests.test_blender_generate import evaluated_joints, model_prefs, rigid_model, run_modal  # noqa: F401
+from tests.support.blender import (RecordingLayout, add_rig, addon_module, all_keys,  # noqa: F401
+                                   assert_outside_unchanged, assert_smooth_seams, bpy, build_armature, channelbag,
+                                   evaluated_joints, extension, model_prefs, prefs, rigid_model, run_modal, scene,
+                                   snapshot, stub_armature, velocity_changes)
 
 torch = pytest.importorskip("torch")
 
 from core import blending, footlock  # noqa: E402
 from core.inpainting import seam_velocity_ratio  # noqa: E402
 from core.solver import HUMANML3D_TO_BLENDER, SolveOptions, solve  # noqa: E402
-from tests.test_solver import offsets_of, rest_pose  # noqa: E402
-from tests.test_solver_bpy import build_armature  # noqa: E402
+from tests.support.rigs import offsets_of, rest_pose  # noqa: E402
 
 FRAMES = 200  # of the animation edited
-KEY_PROPERTIES = ("co", "handle_left", "handle_right", "interpolation", "handle_left_type", "handle_right_type",
-                  "easing", "type")
 
 
 def walk(frames: int, fps: float) -> np.ndarray:
@@ -55,10 +53,6 @@ def keyed_walk(ob, frames=FRAMES, start=1, name="walk"):
         curve.keyframe_points.foreach_set("interpolation", [bezier] * len(curve.keyframe_points))
         curve.update()
     return action
-
-
-def channelbag(action):
-    return action.layers[0].strips[0].channelbags[0]
 
 
 def other_representation(action):
@@ -115,30 +109,6 @@ def mixamo_rig():
     return ob
 
 
-def all_keys(action) -> dict:
-    """Every key of every curve: (data path, index) -> {property: array}."""
-    keys = {}
-    for curve in channelbag(action).fcurves:
-        points = curve.keyframe_points
-        values = {}
-        for name in KEY_PROPERTIES:
-            width = 2 if name in ("co", "handle_left", "handle_right") else 1
-            values[name] = np.empty((len(points), width), dtype=np.float32 if width == 2 else np.int32)
-            points.foreach_get(name, values[name].ravel())
-        keys[(curve.data_path, curve.array_index)] = values
-    return keys
-
-
-def assert_outside_unchanged(before: dict, after: dict, ranges):
-    """Keys outside the ranges are the same, property for property, bit for bit, on every curve of before."""
-    for curve, old in before.items():
-        new = after[curve]
-        outside = [np.all([(k["co"][:, 0] < f0) | (k["co"][:, 0] > f1) for f0, f1 in ranges], axis=0)
-                   for k in (old, new)]
-        for name in KEY_PROPERTIES:
-            np.testing.assert_array_equal(old[name][outside[0]], new[name][outside[1]], err_msg=f"{curve} {name}")
-
-
 def halfway_miss(ob, rig, seams) -> float:
     """How far (metres) the joints half a frame before any seam lie from the middle of the frames around it: the
     new keys must join the old ones without turning the long way round (a quaternion's sign, an Euler angle a
@@ -155,22 +125,6 @@ def halfway_miss(ob, rig, seams) -> float:
             poses.append(weights @ heads)
         misses.append(np.linalg.norm(poses[1] - (poses[0] + poses[2]) / 2, axis=-1).max())
     return max(misses) * ob.matrix_world.median_scale
-
-
-def velocity_changes(joints: np.ndarray) -> np.ndarray:
-    """Per frame t (from 1), the largest change of joint velocity |(x[t+1] - x[t]) - (x[t] - x[t-1])|."""
-    return np.linalg.norm(np.diff(joints, n=2, axis=0), axis=-1).max(axis=-1)
-
-
-def assert_smooth_seams(joints, source, seams, first_frame=1):
-    """The velocity jump at each seam (its first frame after a join) is no larger than the 99th percentile of the
-    source's frame-to-frame velocity changes. The source goes on over the seam as before, so the jump the edit
-    makes is the velocity change of the difference, at the frame before the seam and at the seam."""
-    bound = np.percentile(velocity_changes(source), 99)
-    jumps = velocity_changes(joints - source)
-    for seam in seams:
-        at = seam - first_frame - 1
-        assert jumps[at - 1:at + 1].max() <= bound, (seam, jumps[at - 1:at + 1], bound)
 
 
 def regenerate(**params):

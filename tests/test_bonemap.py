@@ -1,7 +1,6 @@
 """Bone maps: every preset, generic rigs (Quaternius, CesiumMan, 3ds Max Biped, VRM), real BVH files,
 left/right from rest positions, interpolated joints, overrides and the skeletons that cannot be mapped."""
 import json
-import struct
 import tarfile
 
 import numpy as np
@@ -12,6 +11,7 @@ from core.bonemap import UnmappableSkeletonError, map_skeleton
 from core.bvh import read_bvh
 from core.skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS, RAW_OFFSETS, TARGET_BONE_LENGTHS
 from tests.conftest import shared_path
+from tests.support.files import VRM_BONES, glb, vrm_gltf
 
 
 # ------------------------------------------------------------------------------------ building test rigs
@@ -544,37 +544,6 @@ def test_detection_that_fails_hands_back_the_joints_it_found():
     with pytest.raises(UnmappableSkeletonError, match="2 bones qualify as pelvis") as error:
         map_skeleton(*build(bones))
     assert "pelvis" not in error.value.partial and error.value.partial["head"] == "Head"
-
-
-# ------------------------------------------------------------------------------------------------------ VRM
-# The VRM humanoid bone of each SMPL joint in a VRoid model (JOINT_NAMES order): spine, chest, upperChest;
-# VRM's shoulder is the collar.
-VRM_BONES = ["hips", "leftUpperLeg", "rightUpperLeg", "spine", "leftLowerLeg", "rightLowerLeg", "chest", "leftFoot",
-             "rightFoot", "upperChest", "leftToes", "rightToes", "neck", "leftShoulder", "rightShoulder", "head",
-             "leftUpperArm", "rightUpperArm", "leftLowerArm", "rightLowerArm", "leftHand", "rightHand"]
-
-
-def vrm_gltf(version: str, bones: dict[str, str]) -> dict:
-    """glTF JSON of a VRM model (version "0" or "1") whose humanoid maps VRM bone -> node named by `bones`' value;
-    an unnamed mesh node comes first, so node indices are not bone order."""
-    nodes = [{"mesh": 0}] + [{"name": name} for name in bones.values()]
-    index = {vrm: i + 1 for i, vrm in enumerate(bones)}
-    if version == "0":
-        humanoid = {"humanBones": [{"bone": vrm, "node": i, "useDefaultValues": True} for vrm, i in index.items()]}
-        return {"asset": {"version": "2.0"}, "nodes": nodes, "extensions": {"VRM": {"humanoid": humanoid}}}
-    humanoid = {"humanBones": {vrm: {"node": i} for vrm, i in index.items()}}
-    return {"asset": {"version": "2.0"}, "nodes": nodes,
-            "extensions": {"VRMC_vrm": {"specVersion": "1.0", "humanoid": humanoid}}}
-
-
-def glb(gltf: dict, binary: bytes = b"") -> bytes:
-    """A binary glTF: header, the JSON chunk (padded with spaces to 4 bytes), then a BIN chunk if given."""
-    chunk = json.dumps(gltf).encode()
-    chunk += b" " * (-len(chunk) % 4)
-    body = struct.pack("<II", len(chunk), 0x4E4F534A) + chunk
-    if binary:
-        body += struct.pack("<II", len(binary), 0x004E4942) + binary
-    return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
 
 
 @pytest.mark.parametrize("version", ["0", "1"])

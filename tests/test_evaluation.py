@@ -19,7 +19,7 @@ from core.evaluation.metrics import (diversity, euclidean_distances, fid, freche
                                      mean_and_interval, mpjpe, multimodality, r_precision, r_precision_hits)
 from core.features import FEATURE_DIM, mirror_features, recover_from_ric
 from core.models import MoMaskModels
-from tests.tiny_models import COND, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
+from tests.support.tiny_models import COND, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
 
 TINY_EVALUATOR = dict(text_dim=COND, movement_dim=16, hidden=16, text_hidden=16, embed_dim=8, dropout=0.0, margin=3.0)
 
@@ -246,7 +246,7 @@ def write_tiny_dataset(root, clips_per_label=25, seed=0):
 
 
 @pytest.fixture(scope="module")
-def tiny_setup(tmp_path_factory, models):  # noqa: F811 (the fixture from tests.tiny_models)
+def tiny_setup(tmp_path_factory, models):  # noqa: F811 (the fixture from tests.support.tiny_models)
     """A model dir (the tiny sampling models, hash text encoder) with an evaluator inside, and a dataset."""
     root = tmp_path_factory.mktemp("evaluate")
     data = write_tiny_dataset(root / "data")

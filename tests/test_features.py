@@ -12,6 +12,7 @@ from core.features import (CONTACTS, FEATURE_DIM, LOCAL_VEL, RIC, ROOT_LIN_VEL, 
 from core.quaternion import qrot
 from core.skeleton import (MIRROR_PERMUTATION, PARENTS, RAW_OFFSETS, TARGET_BONE_LENGTHS,
                            TARGET_OFFSETS)
+from tests.support.motions import synthetic_motion
 
 SLICES = {"root_rot_vel": ROOT_ROT_VEL, "root_lin_vel": ROOT_LIN_VEL, "root_y": ROOT_Y, "ric": RIC,
           "rot6d": ROT6D, "local_vel": LOCAL_VEL, "contacts": CONTACTS}
@@ -19,21 +20,6 @@ SLICES = {"root_rot_vel": ROOT_ROT_VEL, "root_lin_vel": ROOT_LIN_VEL, "root_y": 
 # the Gaussian-smoothed facing of the last rows a little).
 FIXTURE_TOLERANCE = {"root_rot_vel": 1e-5, "root_lin_vel": 1e-5, "root_y": 1e-5, "ric": 1e-4, "rot6d": 5e-4,
                      "local_vel": 1e-5, "contacts": 0.0}
-
-
-def synthetic_motion(frames=80, seed=0):
-    """A turning, bobbing figure on a skeleton 0.9-1.2x the target's, each joint swinging about its own axis."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(frames)[:, None] / 20.0
-    axes = rng.normal(size=(22, 3))
-    axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
-    angles = rng.uniform(0.1, 0.4, 22) * np.sin(2 * np.pi * rng.uniform(0.5, 1.5, 22) * t + rng.uniform(0, 6, 22))
-    local = Rotation.from_rotvec((angles[..., None] * axes).reshape(-1, 3)).as_quat(scalar_first=True)
-    local = local.reshape(frames, 22, 4)
-    yaw = 0.8 * t[:, 0] + 0.5
-    local[:, 0] = np.stack([np.cos(yaw / 2), 0 * yaw, np.sin(yaw / 2), 0 * yaw], axis=-1)
-    root = np.stack([2 * np.sin(yaw), 1.0 + 0.03 * np.sin(7 * t[:, 0]), 2 * (1 - np.cos(yaw))], axis=-1)
-    return forward_kinematics(local, root, TARGET_OFFSETS * rng.uniform(0.9, 1.2, (22, 1)))
 
 
 @pytest.fixture

@@ -5,23 +5,17 @@ import numpy as np
 import pytest
 
 from core import solver
-from core.features import canonical_joints, foot_contacts, joints_to_features
+from core.features import foot_contacts
 from core.footlock import detect_contacts, foot_skate, held_contacts, lock_feet, solve_locked
 from core.mocap import bvh_to_smpl_joints
 from core.skeleton import FOOT_CONTACT_JOINTS, JOINT_INDEX
 from tests.conftest import shared_path
-from tests.test_solver import build_rig, offsets_of, rest_pose
+from tests.support.rigs import build_rig, offsets_of, rest_pose, with_contacts
 
 FEET = list(FOOT_CONTACT_JOINTS)
 LEGS = [tuple(JOINT_INDEX[f"{side}_{j}"] for j in ("hip", "knee", "ankle")) for side in ("left", "right")]
 LEG_JOINTS = [j for side in ("left", "right") for j in (JOINT_INDEX[f"{side}_{name}"]
                                                          for name in ("knee", "ankle", "foot"))]
-
-
-def with_contacts(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A clip as HumanML3D processes it (its target skeleton, on the floor) and the contacts its features give."""
-    joints = canonical_joints(joints)
-    return joints[:-1], foot_contacts(joints_to_features(joints)) > 0.5
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from core.inpainting import (BLEND_FRAMES, MAX_RANGE_FRAMES, facing_yaw, inbetwe
 from core.quaternion import qmul, qrot
 from core.sampling import GenerationCancelled
 from core.skeleton import PARENTS, RAW_OFFSETS
-from tests.test_features import synthetic_motion
-from tests.tiny_models import Q, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
+from tests.support.motions import synthetic_motion
+from tests.support.tiny_models import Q, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
 
 
 def turn(angle):

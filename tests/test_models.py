@@ -9,7 +9,7 @@ import torch
 from core.models import build_model
 from core.models.rvq import EMACodebook, ResidualQuantizer
 from core.models.transformer import PACKING_AVAILABLE, packed_encoder
-from tests.tiny_models import single_thread  # noqa: F401 (autouse fixture)
+from tests.support.tiny_models import single_thread  # noqa: F401 (autouse fixture)
 
 
 def _conv(prefix, out_ch, in_ch, k):

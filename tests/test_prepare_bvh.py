@@ -14,8 +14,8 @@ from core.dataset.bvh_folder import clip_name, prepare_bvh_folder, read_captions
 from core.features import joints_to_features
 from core.mocap import bvh_to_smpl_joints
 from core.motion_export import write_template_bvh
-from test_dataset import bandai_bvh
-from tests.tiny_models import single_thread  # noqa: F401 (autouse fixture)
+from tests.support.files import bandai_bvh
+from tests.support.tiny_models import single_thread  # noqa: F401 (autouse fixture)
 
 # path under the folder -> captions; the walks are on the Bandai-Namco skeleton (cm, 30 fps), the template
 # clips on the SMPL-22 template skeleton (metres, 20 fps)

@@ -7,7 +7,7 @@ from core.features import recover_from_ric
 from core.models import MoMaskModels, transformer
 from core.sampling import (GenerationCancelled, generate, guided_logits, mask_counts, masked_decode,
                            residual_decode, sample_top_k)
-from tests.tiny_models import COND, Q, V, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
+from tests.support.tiny_models import COND, Q, V, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
 
 
 def test_generate_shapes_and_outputs(models):

@@ -7,7 +7,7 @@ import core.sequence as sequence
 from core.features import recover_from_ric
 from core.sampling import GenerationCancelled, decode_features
 from core.sequence import TokenWindow, generate_long, plan_windows
-from tests.tiny_models import Q, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
+from tests.support.tiny_models import Q, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
 
 
 def test_windows_cover_a_long_segment_in_near_equal_parts_keeping_context():

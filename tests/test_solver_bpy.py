@@ -5,14 +5,13 @@ SMPL-template BVH)."""
 import numpy as np
 import pytest
 
-from core.skeleton import JOINT_INDEX, PARENTS
-from core import solver
-from core.solver import describe_rig, forward, solve
-from tests.conftest import shared_path
-from tests.test_solver import (MIXAMO, SEGMENTS, angle_between, assert_no_flips, offsets_of, placed, rest_pose,
-                               synthetic_motion)
+from tests.support.blender import RIGS, bpy, build_armature, import_rig
+from core import solver  # noqa: E402
+from core.skeleton import JOINT_INDEX  # noqa: E402
+from core.solver import describe_rig, forward, solve  # noqa: E402
+from tests.support.rigs import (SEGMENTS, angle_between, assert_no_flips, offsets_of, placed, rest_pose,  # noqa: E402
+                                synthetic_motion)
 
-bpy = pytest.importorskip("bpy")
 FRAMES = slice(0, None, 8)  # the frames evaluated in Blender
 
 
@@ -59,34 +58,6 @@ def evaluate(ob, pose, frames, turned=()):
     return np.array(out), {name: np.array(m) for name, m in turns.items()}
 
 
-def build_armature(joints: np.ndarray, scale=0.01, seed=0):
-    """A Mixamo-named armature made with edit bones at (22, 3) rest joints (HumanML3D frame, metres): an FBX-like
-    object (scale 0.01, rotated X +90 deg, bones in centimetres, y up inside), tails towards the first child or
-    along the parent, random rolls."""
-    rng = np.random.default_rng(seed)
-    armature = bpy.data.armatures.new("Mixamo")
-    ob = bpy.data.objects.new("Mixamo", armature)
-    bpy.context.scene.collection.objects.link(ob)
-    ob.scale = (scale,) * 3
-    ob.rotation_euler = (np.pi / 2, 0.0, 0.0)
-    bpy.context.view_layer.objects.active = ob
-    bpy.ops.object.mode_set(mode="EDIT")
-    inner = joints / scale  # X +90 deg is HUMANML3D_TO_BLENDER: inside the object the body is y up, as in FBX
-    edit = {}
-    for j, name in enumerate(MIXAMO):
-        bone = armature.edit_bones.new(name)
-        children = np.flatnonzero(PARENTS == j)
-        direction = (inner[children[0]] - inner[j] if len(children)
-                     else inner[j] - inner[PARENTS[j]])
-        bone.head, bone.tail = inner[j], inner[j] + direction / np.linalg.norm(direction) * 5.0
-        bone.roll = rng.uniform(-np.pi, np.pi)
-        if j:
-            bone.parent = edit[MIXAMO[PARENTS[j]]]
-        edit[name] = bone
-    bpy.ops.object.mode_set(mode="OBJECT")
-    return ob
-
-
 @pytest.mark.shared
 def test_built_armature_lands_on_the_motion_in_blender(fixture_clip):
     ob = build_armature(rest_pose(offsets_of(fixture_clip[0]), "A", 10))
@@ -98,33 +69,6 @@ def test_built_armature_lands_on_the_motion_in_blender(fixture_clip):
     joints = np.einsum("jb,fbc->fjc", rig.bone_map.weights, blender)
     error = np.linalg.norm(joints - placed(pose, fixture_clip)[FRAMES], axis=-1)
     assert error.max() < 1e-3
-
-
-# name: file, importer, the way the rig faces in world space (rigs/README.md)
-RIGS = {
-    "ue5": ("ue5_quaternius_ubc_superhero_male.fbx", "fbx", (0, 1, 0)),
-    "quaternius_modular": ("quaternius_modular_men_casual.glb", "gltf", (0, -1, 0)),
-    "quaternius_2019_ik": ("quaternius_2019_male_casual_ikrig.blend", "blend", (0, -1, 0)),
-    "cesiumman": ("apose_khronos_cesiumman.glb", "gltf", (0, -1, 0)),
-    "cmu_bvh": ("bvh_cmu_12_01_walk_mobu.bvh", "bvh", (0, -1, 0)),
-    "zup_bvh": ("bvh_zup_nomixamoprefix.bvh", "bvh_zup", (0, 1, 0)),
-    "smpl22_bvh": ("bvh_smpl22_humanml3d_momask_template.bvh", "bvh", (0, -1, 0)),
-}
-
-
-def import_rig(name):
-    """The rig's armature object, IK constraints muted (the Quaternius 2019 legs' IK would override keys)."""
-    path = str(shared_path("rigs", RIGS[name][0]))
-    {"fbx": lambda: bpy.ops.import_scene.fbx(filepath=path),
-     "gltf": lambda: bpy.ops.import_scene.gltf(filepath=path),
-     "blend": lambda: bpy.ops.wm.open_mainfile(filepath=path),
-     "bvh": lambda: bpy.ops.import_anim.bvh(filepath=path),
-     "bvh_zup": lambda: bpy.ops.import_anim.bvh(filepath=path, axis_up="Z", axis_forward="Y")}[RIGS[name][1]]()
-    ob = next(o for o in bpy.data.objects if o.type == "ARMATURE")
-    for bone in ob.pose.bones:
-        for constraint in bone.constraints:
-            constraint.mute = True
-    return ob
 
 
 def checked_segments(rig, got, target, minimum=10) -> float:

@@ -28,8 +28,8 @@ from core.train.config import parse_config
 from core.train.data import ClipTokens, batch_items, crop_units
 from core.train.loop import fingerprint, learning_rate
 from core.train.parts import PartError, load_part
-from test_dataset import make_archive
-from tests.tiny_models import single_thread  # noqa: F401 (autouse fixture)
+from tests.support.files import make_archive
+from tests.support.tiny_models import single_thread  # noqa: F401 (autouse fixture)
 
 TINY = REPO / "configs" / "tiny.json"
 KINDS = ("rvq", "mask", "residual", "length", "evaluator")
