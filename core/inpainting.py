@@ -22,8 +22,8 @@ from core.features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematic
 from core.models import MoMaskModels
 from core.protocol import BadRequest
 from core.quaternion import qrot
-from core.sampling import (MAX_FRAMES, MIN_FRAMES, GenerationCancelled, candidate_generators,
-                           check_sampling_options, decode_features, masked_decode, residual_decode)
+from core.sampling import (MAX_FRAMES, MIN_FRAMES, StepCounter, decode_features, masked_decode, network_passes,
+                           residual_decode, start_request)
 from core.footlock import UP, lock_feet
 from core.skeleton import FACE_JOINTS, FOOT_CONTACT_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
 from core.timebase import FPS
@@ -50,49 +50,6 @@ class InpaintedMotion:
     contacts: np.ndarray  # (T, 4) bool, from the features' contact channels
     length: int
     windows: list[EditWindow]
-
-
-class StepCounter:
-    """One request's network passes, over however many decodes it takes: progress(done, total) after each
-    pass, cancel() polled before the first and after each (True raises GenerationCancelled)."""
-
-    def __init__(self, total: int, progress: Callable[[int, int], None] | None,
-                 cancel: Callable[[], bool] | None):
-        self.total, self.done, self.progress, self.cancel = total, 0, progress, cancel
-        if cancel is not None and cancel():
-            raise GenerationCancelled("generation cancelled before it started")
-
-    def __call__(self) -> None:
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-        if self.cancel is not None and self.cancel():
-            raise GenerationCancelled(f"generation cancelled after step {self.done} of {self.total}")
-
-
-def start_request(models: MoMaskModels, text_encoder, prompts: list[str], candidates: int, steps: int,
-                  topk: float, temperature: float, seed: int | None, caller: str):
-    """Checks shared by edit requests -> (condition vectors (len(prompts), dim), one torch.Generator per
-    candidate: candidate k of a request with seed s is what a one-candidate request with seed s + k makes).
-    An empty prompt is unconditional: the zero vector the transformers were trained on for dropped text.
-    Prompts longer than the encoder's context are truncated by the encoder."""
-    check_sampling_options(candidates, steps, topk, temperature, caller)
-    if any(net is not None and net.training for net in (models.rvq, models.mask, models.residual)):
-        raise RuntimeError(f"{caller}: the models are in training mode (dropout on); call models.eval() first")
-    for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise BadRequest(f"{caller}: prompt {i} must be a string (\"\" for no prompt), got {prompt!r}")
-    device = next(models.mask.parameters()).device
-    cond_dim = models.mask.hparams["cond_dim"]
-    cond = torch.zeros(len(prompts), cond_dim, device=device)
-    worded = [i for i, p in enumerate(prompts) if p.strip()]
-    if worded:
-        if text_encoder.dim != cond_dim:
-            raise BadRequest(f"{caller}: text encoder {text_encoder.name!r} gives {text_encoder.dim}-d vectors "
-                             f"but the model was trained on {cond_dim}-d ones; use the encoder named in its config")
-        with torch.inference_mode():
-            cond[worded] = text_encoder.encode([prompts[i] for i in worded]).to(device, torch.float32)
-    return cond, candidate_generators(device, seed, candidates)
 
 
 def edit_tokens(models: MoMaskModels, cond: torch.Tensor, token_lens: torch.Tensor, source_ids: torch.Tensor,
@@ -309,7 +266,7 @@ def inpaint(models: MoMaskModels, text_encoder, source, ranges, prompt: str = ""
         rows = (features[start:stop] - models.mean) / models.std
         normalised[w] = np.concatenate([rows, np.repeat(rows[-1:], n * fpt - window_len, axis=0)])
     num_layers = models.residual.num_quantizers if models.residual is not None else 1
-    counter = StepCounter(steps + num_layers - 1, progress, cancel)
+    counter = StepCounter(network_passes(models, steps), progress, cancel)
     device = cond.device
     with torch.inference_mode():
         source_ids = models.rvq.encode(torch.from_numpy(normalised).to(device))[..., :num_layers]

@@ -183,13 +183,62 @@ def check_sampling_options(candidates: int, steps: int, topk: float, temperature
         raise BadRequest(f"{caller}: temperature must be >= 0, got {temperature}")
 
 
-def _check_request(prompts, lengths, candidates, steps, topk, temperature) -> list[int] | None:
+def network_passes(models: MoMaskModels, steps: int) -> int:
+    """Network passes of one decode: the masked transformer's steps, then one per residual layer."""
+    return steps + (models.residual.num_quantizers - 1 if models.residual is not None else 0)
+
+
+class StepCounter:
+    """One request's network passes, over however many decodes it takes: progress(done, total) after each
+    pass, cancel() polled before the first and after each (True raises GenerationCancelled)."""
+
+    def __init__(self, total: int, progress: Callable[[int, int], None] | None,
+                 cancel: Callable[[], bool] | None):
+        self.total, self.done, self.progress, self.cancel = total, 0, progress, cancel
+        if cancel is not None and cancel():
+            raise GenerationCancelled("generation cancelled before it started")
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+        if self.cancel is not None and self.cancel():
+            raise GenerationCancelled(f"generation cancelled after step {self.done} of {self.total}")
+
+
+def start_request(models: MoMaskModels, text_encoder, prompts: list[str], candidates: int, steps: int,
+                  topk: float, temperature: float, seed: int | None, caller: str):
+    """The checks and set-up every request shares (generate, inpaint, long motions) -> (condition vectors
+    (len(prompts), dim), one torch.Generator per candidate: candidate k of a request with seed s is what a
+    one-candidate request with seed s + k makes).
+    An empty prompt is unconditional: the zero vector the transformers were trained on for dropped text.
+    Prompts longer than the encoder's context are truncated by the encoder."""
+    check_sampling_options(candidates, steps, topk, temperature, caller)
+    if any(net is not None and net.training for net in (models.rvq, models.mask, models.residual, models.length)):
+        raise RuntimeError(f"{caller}: the models are in training mode (dropout on); call models.eval() first")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise BadRequest(f"{caller}: prompt {i} must be a string (\"\" for no prompt), got {prompt!r}")
+    device = next(models.mask.parameters()).device
+    cond_dim = models.mask.hparams["cond_dim"]
+    cond = torch.zeros(len(prompts), cond_dim, device=device)
+    worded = [i for i, p in enumerate(prompts) if p.strip()]
+    if worded:
+        if text_encoder.dim != cond_dim:
+            raise BadRequest(f"{caller}: text encoder {text_encoder.name!r} gives {text_encoder.dim}-d vectors "
+                             f"but the model was trained on {cond_dim}-d ones; use the encoder named in its config")
+        with torch.inference_mode():
+            cond[worded] = text_encoder.encode([prompts[i] for i in worded]).to(device, torch.float32)
+    return cond, candidate_generators(device, seed, candidates)
+
+
+def _checked_lengths(prompts, lengths) -> list[int] | None:
+    """generate's prompts (non-empty words) and lengths (one per prompt, in frames, or None)."""
     if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts:
         raise BadRequest("generate: expected a non-empty list of prompt strings")
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadRequest(f"generate: prompt {i} is empty; describe the motion in words")
-    check_sampling_options(candidates, steps, topk, temperature, "generate")
     if lengths is None:
         return None
     lengths = [lengths] * len(prompts) if isinstance(lengths, (int, np.integer)) else list(lengths)
@@ -217,41 +266,24 @@ def generate(models: MoMaskModels, text_encoder, prompts: list[str], lengths: li
     filter threshold (0.9 keeps the 10% largest logits); temperature applies to both transformers
     (momask-codes fixes the residual's at 1, the default). progress(step, total) is called after each network
     pass (steps + residual layers); cancel() is polled between passes and True raises GenerationCancelled."""
-    frames = _check_request(prompts, lengths, candidates, steps, topk, temperature)
-    if any(net is not None and net.training for net in (models.rvq, models.mask, models.residual, models.length)):
-        raise RuntimeError("generate: the models are in training mode (dropout on); call models.eval() first")
-    cond_dim = models.mask.hparams["cond_dim"]
-    if text_encoder.dim != cond_dim:
-        raise BadRequest(f"generate: text encoder {text_encoder.name!r} gives {text_encoder.dim}-d vectors but "
-                         f"the model was trained on {cond_dim}-d ones; use the encoder named in its config")
+    frames = _checked_lengths(prompts, lengths)
     if frames is None and models.length is None:
         raise BadRequest("generate: this model has no length estimator; give a length in frames for each prompt")
-    device = next(models.mask.parameters()).device
     seed = secrets.randbelow(2 ** 31) if seed is None else seed
+    cond, generators = start_request(models, text_encoder, list(prompts), candidates, steps, topk, temperature, seed,
+                                     "generate")
     # rows prompt-major, as cond below; every row its own generator (rows sharing one would draw in turns)
-    generators = [g for _ in prompts for g in candidate_generators(device, seed, candidates)]
+    generators += [g for _ in prompts[1:] for g in candidate_generators(cond.device, seed, candidates)]
     fpt = models.rvq.frames_per_token
-    total = steps + (models.residual.num_quantizers - 1 if models.residual is not None else 0)
-    done = 0
-
-    def on_step():
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-        if cancel is not None and cancel():
-            raise GenerationCancelled(f"generation cancelled after step {done} of {total}")
-
-    if cancel is not None and cancel():
-        raise GenerationCancelled("generation cancelled before it started")
+    on_step = StepCounter(network_passes(models, steps), progress, cancel)
     with torch.inference_mode():
-        cond = text_encoder.encode(list(prompts)).to(device, torch.float32).repeat_interleave(candidates, 0)
+        cond = cond.repeat_interleave(candidates, 0)
         if frames is None:  # each candidate draws its own length, as a request for it alone would
             token_lens = sample_token_lengths(models.length, cond, fpt, generators)
             frames = (token_lens * fpt).tolist()
         else:
             frames = [f for f in frames for _ in range(candidates)]
-            token_lens = torch.tensor([-(-f // fpt) for f in frames], device=device)
+            token_lens = torch.tensor([-(-f // fpt) for f in frames], device=cond.device)
         ids = masked_decode(models.mask, cond, token_lens, steps=steps, cond_scale=cond_scale,
                             temperature=temperature, topk=topk, generator=generators, on_step=on_step)
         if models.residual is not None:

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from core.features import foot_contacts, recover_from_ric
-from core.inpainting import StepCounter, edit_tokens, start_request
+from core.inpainting import edit_tokens
 from core.models import MoMaskModels
 from core.protocol import BadRequest
-from core.sampling import MAX_FRAMES, MIN_FRAMES, GeneratedMotion, decode_features
+from core.sampling import (MAX_FRAMES, MIN_FRAMES, GeneratedMotion, StepCounter, decode_features, network_passes,
+                           start_request)
 
 CONTEXT_FRAMES = 48  # frames of the previous window that a window keeps and continues from
 
@@ -96,7 +97,7 @@ def generate_long(models: MoMaskModels, text_encoder, segments: list[tuple[str, 
     bounds = np.concatenate([[0], np.round(ends[:-1] / fpt).astype(int), [-(-length // fpt)]])
     windows = plan_windows(np.diff(bounds).tolist(), window_tokens, -(-context_frames // fpt))
     num_layers = models.residual.num_quantizers if models.residual is not None else 1
-    counter = StepCounter(len(windows) * (steps + num_layers - 1), progress, cancel)
+    counter = StepCounter(len(windows) * network_passes(models, steps), progress, cancel)
     device = cond.device
     tokens = torch.full((candidates, int(bounds[-1]), num_layers), -1, dtype=torch.long, device=device)
     with torch.inference_mode():
