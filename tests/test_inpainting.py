@@ -9,11 +9,13 @@ from scipy.spatial.transform import Rotation
 from core.blending import ease
 from core.features import (RIC, ROOT_Y, forward_kinematics, inverse_kinematics, joints_to_features,
                            recover_from_ric)
-from core.inpainting import (BLEND_FRAMES, MAX_RANGE_FRAMES, facing_yaw, inbetween, inpaint, seam_velocity_ratio,
-                             splice_range)
+from core.footlock import lock_feet
+from core.inpainting import (BLEND_FRAMES, MAX_RANGE_FRAMES, facing_yaw, inbetween, inpaint, lock_feet_in_ranges,
+                             seam_velocity_ratio, splice_range)
 from core.quaternion import qmul, qrot
 from core.sampling import GenerationCancelled
 from core.skeleton import PARENTS, RAW_OFFSETS
+from tests.support import rigs
 from tests.support.motions import synthetic_motion
 from tests.support.tiny_models import Q, HashEncoder, models, single_thread  # noqa: F401 (fixtures)
 
@@ -175,6 +177,37 @@ def test_seed_reproduces(models):
     a, b, c = (inpaint(models, HashEncoder(), source, (8, 24), "sit", seed=s)[0] for s in (3, 3, 4))
     assert np.array_equal(a.joints, b.joints) and np.array_equal(a.features, b.features)
     assert not np.array_equal(a.joints, c.joints)
+
+
+def test_candidate_k_is_the_single_request_with_seed_plus_k(models):
+    """Across windows too: a long source edited in two windows, three candidates against three single requests."""
+    source = synthetic_motion(300, seed=9).astype(np.float32)
+    ranges = [(10, 30), (250, 271)]
+    together = inpaint(models, HashEncoder(), source, ranges, "a person kicks", candidates=3, seed=4)
+    for k, motion in enumerate(together):
+        [alone] = inpaint(models, HashEncoder(), source, ranges, "a person kicks", seed=4 + k)
+        for w, window in enumerate(motion.windows):
+            np.testing.assert_array_equal(window.tokens, alone.windows[w].tokens)
+        np.testing.assert_allclose(motion.joints, alone.joints, atol=1e-5)
+    assert not np.array_equal(together[0].joints, together[1].joints)
+
+
+def test_foot_locking_an_edit_leaves_every_frame_outside_its_ranges_bit_for_bit(models):
+    """Locking the whole edit would move knees and feet of kept frames (a pin holds the middle of a contact that
+    runs across a range's edge); locked in the ranges and faded at their edges, the kept frames stay the source's."""
+    pose = rigs.with_contacts(rigs.synthetic_motion(41))[0][0]  # one foot on the floor
+    source = (pose + np.arange(120)[:, None, None] * [0.01, 0.0, 0.0]).astype(np.float32)  # skating at 0.2 m/s
+    ranges = [(30, 50), (80, 100)]
+    [motion] = inpaint(models, HashEncoder(), source, ranges, "walk", seed=0)
+    locked = lock_feet_in_ranges(motion, source)
+    inside = inside_mask(len(source), ranges)
+    assert locked.joints.dtype == np.float32 and locked.windows == motion.windows
+    assert np.array_equal(locked.joints[~inside], source[~inside])
+    assert np.abs(lock_feet(motion.joints, motion.contacts)[~inside] - source[~inside]).max() > 0.01
+    assert np.abs(locked.joints[inside] - motion.joints[inside]).max() > 0.01  # the ranges were locked
+    np.testing.assert_allclose(locked.features, joints_to_features(
+        np.concatenate([locked.joints, locked.joints[-1:]]).astype(np.float64)), atol=1e-5)
+    np.testing.assert_array_equal(locked.contacts, locked.features[:, -4:] > 0.5)
 
 
 def test_an_empty_prompt_is_unconditional(models, monkeypatch):
