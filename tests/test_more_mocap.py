@@ -1,11 +1,13 @@
 """The more-mocap caption file: loading, its error messages, and cutting segments out of converted files."""
 import json
+import re
 
 import numpy as np
 import pytest
 
 from core.dataset.captions import mirror_caption
 from core.dataset.more_mocap import DEFAULT, Segment, cut_segment, load_annotations, summary
+from tests.conftest import shared_path
 
 GOOD = {"file": "accad/general/Female-Walk.bvh", "start": 0.0, "end": 3.8, "action": "walk-turn-left",
         "captions": ["a woman walks and turns left.", "she turns to her left while walking.",
@@ -103,3 +105,123 @@ def test_cut_segment_takes_the_frames_in_its_time_span():
 
 def test_default_path_is_next_to_the_module():
     assert DEFAULT.name == "more_mocap.jsonl" and DEFAULT.exists()
+
+
+# ---- every checkable claim of the committed captions against the joints (needs ../shared: CI) ----
+# A claim is checked where the action id or the captions name a side or a direction; the statistic is the one
+# an annotator reads off a render: which way the facing turns, where the pelvis goes in the body's initial
+# facing frame, which wrist moves fastest, which ankle rises highest, which way the head slips.
+_TURN_PHRASE = re.compile(r"\bturn(?:s|ing)?\b(?:\s+\w+){0,4}?\s+(?:to\s+(?:the|his|her|their)\s+)?(left|right)\b")
+
+
+def _heading(joints):
+    """Facing angle per frame (radians, unwrapped, median-filtered); it grows when the body turns left."""
+    left = (joints[:, 1] - joints[:, 2]) + (joints[:, 16] - joints[:, 17])
+    angle = np.unwrap(np.arctan2(-left[:, 2], left[:, 0]))
+    padded = np.pad(angle, 2, mode="edge")
+    return np.median(np.stack([padded[i:i + len(angle)] for i in range(5)]), axis=0)
+
+
+def _turn_degrees(joints):
+    heading, n = _heading(joints), max(2, len(joints) // 10)
+    return float(np.degrees(np.median(heading[-n:]) - np.median(heading[:n])))
+
+
+def _initial_frame(joints):
+    """(forward, left) unit vectors on the floor (x, z) of the body's initial facing."""
+    angle = np.median(_heading(joints)[:max(2, len(joints) // 10)])
+    return np.array([np.sin(angle), np.cos(angle)]), np.array([np.cos(angle), -np.sin(angle)])
+
+
+def _travel(joints):
+    """(forward, left) metres the pelvis travels in the initial facing frame."""
+    forward, left = _initial_frame(joints)
+    step = joints[-1, 0, [0, 2]] - joints[0, 0, [0, 2]]
+    return float(step @ forward), float(step @ left)
+
+
+def _head_slip(joints):
+    """The side the head moves furthest to, sideways from its start, in the initial facing frame."""
+    _, left = _initial_frame(joints)
+    lateral = (joints[:, 15, [0, 2]] - joints[0, 15, [0, 2]]) @ left
+    return "left" if lateral.max() > -lateral.min() else "right"
+
+
+def _faster_wrist(joints):
+    speed = [np.linalg.norm(np.diff(joints[:, w], axis=0), axis=1).max() for w in (20, 21)]
+    return "left" if speed[0] > speed[1] else "right"
+
+
+def _higher_ankle(joints):
+    return "left" if joints[:, 7, 1].max() > joints[:, 8, 1].max() else "right"
+
+
+def _turn_side(joints):
+    return "left" if _turn_degrees(joints) > 0 else "right"
+
+
+# action id (without its side) -> what its side must match
+_SIDED = {"walk-turn": _turn_side, "run-turn": _turn_side, "turn": _turn_side,
+          "side-step": lambda j: "left" if _travel(j)[1] > 0 else "right",
+          "punch": _faster_wrist, "block": _faster_wrist, "kick": _higher_ankle, "dodge": _head_slip}
+_BACKWARD = {"walk-back", "run-backward", "crawl-backward", "retreat"}
+_FORWARD = {"walk", "run", "crawl-forward", "advance"}
+
+
+def _claims(segment):
+    """(what is claimed, check(joints) -> bool) for each side or direction the segment states."""
+    claims = []
+    if segment.side:
+        kind = "-".join(w for w in segment.action.split("-") if w != segment.side)
+        if kind in _SIDED:
+            claims.append((f"{kind} side {segment.side}", lambda j, f=_SIDED[kind]: f(j) == segment.side))
+        if kind in ("walk-turn", "run-turn", "turn"):
+            claims.append(("turns at least 20 degrees", lambda j: abs(_turn_degrees(j)) >= 20))
+    elif segment.action in _BACKWARD:
+        claims.append(("travels backward", lambda j: _travel(j)[0] < -0.3))
+    elif segment.action in _FORWARD:
+        claims.append(("travels forward", lambda j: _travel(j)[0] > 0.3))
+    else:
+        sides = {m.group(1).lower() for c in segment.captions for m in _TURN_PHRASE.finditer(c.lower())}
+        if len(sides) == 1:
+            side = sides.pop()
+            claims.append((f"turns {side}", lambda j, s=side: _turn_side(j) == s))
+    return claims
+
+
+def _converted(archive, files):
+    """{file: (T, 22, 3) joints at 20 fps} for the files the mocap conversion handles; the others are left out."""
+    import tarfile
+
+    from core.bvh import parse_bvh
+    from core.mocap import bvh_to_smpl_joints
+
+    joints = {}
+    with tarfile.open(archive, "r:xz") as tar:
+        for member in tar:
+            name = member.name.removeprefix("more-mocap/")
+            if name in files:
+                text = tar.extractfile(member).read().decode("utf-8", errors="replace")
+                try:
+                    joints[name] = bvh_to_smpl_joints(parse_bvh(text, source=name), fps=20)[0]
+                except ValueError:  # includes UnmappableSkeletonError: a convention not handled yet
+                    continue
+    return joints
+
+
+def test_captions_agree_with_the_joints_sides_and_directions():
+    archive = shared_path("data", "more-mocap.tar.xz")
+    checked = [(s, _claims(s)) for s in load_annotations()]
+    checked = [(s, claims) for s, claims in checked if claims]
+    joints = _converted(archive, {s.file for s, _ in checked})
+    failures, done = [], 0
+    for segment, claims in checked:
+        if segment.file not in joints:
+            continue
+        frames = cut_segment(joints[segment.file], segment)
+        for claim, holds in claims:
+            done += 1
+            if not holds(frames):
+                failures.append(f"{segment.file} {segment.start}-{segment.end} {segment.action}: {claim}")
+    assert done >= 150, f"only {done} claims could be checked: the conversion handled too few files"
+    assert not failures, "\n".join(failures)
