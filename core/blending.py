@@ -7,7 +7,12 @@ velocity, acceleration and jerk are zero at the seam: next to it the result move
 """
 import numpy as np
 
-BLEND_SECONDS = 0.5  # length of the fade at each seam
+SEAM_FADE_SECONDS = 0.5  # how long new motion fades in from the motion it continues, at each seam
+
+
+def seam_fade_frames(fps: float) -> int:
+    """SEAM_FADE_SECONDS in frames at `fps`."""
+    return round(SEAM_FADE_SECONDS * fps)
 
 
 def ease(x: np.ndarray) -> np.ndarray:

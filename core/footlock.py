@@ -17,7 +17,7 @@ from core.skeleton import FOOT_CONTACT_JOINTS, JOINT_INDEX
 
 UP = 1  # HumanML3D's up axis (y); the ground is x-z
 _HORIZONTAL = np.array([1.0, 0.0, 1.0])
-BLEND_SECONDS = 0.2  # a pin fades in before its contact and out after it over this long
+PIN_FADE_SECONDS = 0.2  # a pin fades in before its contact and out after it over this long
 # A foot joint stands when it moves slower than this horizontally (m/s) and is this close (m) above its
 # standing level: the lowest 5% of the heights that joint kind (ankles, toes) takes in the clip.
 CONTACT_SPEED = 0.6
@@ -183,7 +183,7 @@ def _toe(ankle: np.ndarray, toward: np.ndarray, length: float, floor: float) -> 
     return np.where((toe[..., UP] < floor)[..., None], level, toe)
 
 
-def held_contacts(joints, contacts=None, fps: float = 20.0, blend: float = BLEND_SECONDS,
+def held_contacts(joints, contacts=None, fps: float = 20.0, blend: float = PIN_FADE_SECONDS,
                   recheck: bool = True) -> np.ndarray:
     """(T, 4) bool: the foot joints lock_feet pins in each frame. The given contacts (None: detect_contacts),
     kept where detect_contacts confirms them if recheck, split where a pin would have to span more than
@@ -213,7 +213,7 @@ def _ramp_frames(blend: float, fps: float) -> int:
 
 
 def lock_feet(joints, contacts=None, fps: float = 20.0, floor: float = 0.0,
-              blend: float = BLEND_SECONDS) -> np.ndarray:
+              blend: float = PIN_FADE_SECONDS) -> np.ndarray:
     """(T, 22, 3) joints (metres, y up) with planted feet: each held contact (held_contacts of the (T, 4)
     contacts in FOOT_CONTACT_JOINTS order, re-checked on the motion since a model's channels can call a kick
     planted; None: detected) keeps its ankle or toe at one position, blended over `blend` seconds either side;
@@ -280,5 +280,5 @@ def solve_locked(rig: solver.RigDescription, joints, contacts=None, fps: float =
     if planted.any():
         above_rest = own[:, FOOT_CONTACT_JOINTS, UP] - rest[FOOT_CONTACT_JOINTS, UP]
         own[..., UP] -= np.median(above_rest[:, standing][planted])
-    locked = _lock(own, held, fps, floor, BLEND_SECONDS)
+    locked = _lock(own, held, fps, floor, PIN_FADE_SECONDS)
     return solver.solve(rig, locked, dataclasses.replace(options, placement=placement)), held

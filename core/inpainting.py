@@ -16,21 +16,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.blending import BLEND_SECONDS, carried_on, ease, fade
+from core.blending import carried_on, ease, fade, seam_fade_frames
 from core.features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematics, inverse_kinematics,
                            joints_to_features, recover_from_ric)
 from core.models import MoMaskModels
 from core.protocol import BadRequest
 from core.quaternion import qrot
-from core.sampling import (MAX_FRAMES, MIN_FRAMES, StepCounter, decode_features, masked_decode, network_passes,
-                           residual_decode, start_request)
+from core.limits import EDIT_CONTEXT_FRAMES, MAX_FRAMES, MAX_RANGE_FRAMES, MIN_FRAMES
+from core.sampling import (StepCounter, decode_features, masked_decode, network_passes, residual_decode,
+                           start_request)
 from core.footlock import UP, lock_feet
 from core.skeleton import FACE_JOINTS, FOOT_CONTACT_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
 from core.timebase import FPS
 
-BLEND_FRAMES = round(BLEND_SECONDS * FPS)  # frames over which a range fades from the source into the new motion
-EDIT_CONTEXT = 16  # frames of source the model sees at least on each side of a range in a long motion
-MAX_RANGE_FRAMES = MAX_FRAMES - 2 * EDIT_CONTEXT  # longest range a motion of more than 196 frames can take
+BLEND_FRAMES = seam_fade_frames(FPS)  # frames over which a range fades from the source into the new motion
 
 
 @dataclass
@@ -215,7 +214,7 @@ def check_ranges(ranges, length: int) -> list[tuple[int, int]]:
 def edit_windows(length: int, ranges: list[tuple[int, int]]) -> list[tuple[int, int, list[tuple[int, int]]]]:
     """(start, stop, ranges) of each window the transformer edits: the whole motion when it fits in
     MAX_FRAMES, else MAX_FRAMES-frame windows centred on groups of ranges that fit in one together with
-    EDIT_CONTEXT frames of source on each side."""
+    EDIT_CONTEXT_FRAMES frames of source on each side."""
     if length <= MAX_FRAMES:
         return [(0, length, list(ranges))]
     groups = [[ranges[0]]]

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from core.features import foot_contacts, recover_from_ric
+from core.limits import MAX_FRAMES, MIN_FRAMES
 from core.models import MoMaskModels
 from core.protocol import BadRequest
 
-MIN_FRAMES, MAX_FRAMES = 8, 196  # 2..49 tokens: what the released transformers were trained on
 KEPT_SCORE = 1e5  # confidence of a token that must never be re-masked (pads, kept source tokens)
 
 

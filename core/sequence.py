@@ -18,8 +18,8 @@ from core.features import foot_contacts, recover_from_ric
 from core.inpainting import edit_tokens
 from core.models import MoMaskModels
 from core.protocol import BadRequest
-from core.sampling import (MAX_FRAMES, MIN_FRAMES, GeneratedMotion, StepCounter, decode_features, network_passes,
-                           start_request)
+from core.limits import MAX_FRAMES, MIN_FRAMES
+from core.sampling import GeneratedMotion, StepCounter, decode_features, network_passes, start_request
 
 CONTEXT_FRAMES = 48  # frames of the previous window that a window keeps and continues from
 

@@ -24,6 +24,7 @@ def _momask_core():
 
 
 _momask_core()
-from core import blending, bonemap, footlock, skeleton, solver, timebase  # noqa: E402  (after `core` is registered)
+# after `core` is registered:
+from core import blending, bonemap, footlock, limits, skeleton, solver, timebase  # noqa: E402
 
-__all__ = ["blending", "bonemap", "footlock", "skeleton", "solver", "timebase"]
+__all__ = ["blending", "bonemap", "footlock", "limits", "skeleton", "solver", "timebase"]

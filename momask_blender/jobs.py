@@ -9,12 +9,10 @@ from dataclasses import dataclass
 import bpy
 
 from . import keying, preferences, rigify
-from ._core import bonemap, solver, timebase
+from ._core import bonemap, limits, solver
 from .armature_reading import read_rig
 from .worker_client import EXTENSION_ROOT, WorkerClient, WorkerError
 
-# Frames a model generates at 20 fps (core.sampling.MIN_FRAMES, MAX_FRAMES; that module needs torch).
-MIN_FRAMES, MAX_FRAMES = 8, 196
 PROMPT_IN_NAME = 40  # characters of the prompt in an action's name
 
 _client: WorkerClient | None = None
@@ -75,13 +73,10 @@ def target_armature(context):
 
 
 def _frames(seconds: float) -> int | None:
-    if seconds == 0:
-        return None
-    frames = round(seconds * timebase.FPS)
-    if not MIN_FRAMES <= frames <= MAX_FRAMES:
-        raise GenerationError(f"Duration {seconds:g} s is out of range: choose {MIN_FRAMES / timebase.FPS:g} "
-                              f"to {MAX_FRAMES / timebase.FPS:g} s, or 0 to let the model choose")
-    return frames
+    try:
+        return limits.requested_frames(seconds)
+    except ValueError as err:
+        raise GenerationError(f"Duration {seconds:g} s is out of range: {err}") from None
 
 
 def _worker_message(err) -> str:

@@ -13,6 +13,7 @@ import random
 import bpy
 
 from . import jobs
+from ._core import limits, timebase
 from .rig_builder import build_rig
 
 TIMER_SECONDS = 0.1
@@ -23,7 +24,8 @@ class GenerateProperties:
     (timeline.py) take seed, guidance, steps, start_frame, in_place and foot_lock from here."""
     prompt: bpy.props.StringProperty(name="Prompt", description="What the character does, in words")
     seconds: bpy.props.FloatProperty(
-        name="Duration", default=4.0, soft_min=0.0, soft_max=jobs.MAX_FRAMES / 20, step=10, unit="TIME_ABSOLUTE",
+        name="Duration", default=4.0, soft_min=0.0, soft_max=limits.MAX_FRAMES / timebase.FPS, step=10,
+        unit="TIME_ABSOLUTE",
         description="Length of the motion in seconds (0: the model chooses)")
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0, description="Same seed, same motion")
     candidates: bpy.props.IntProperty(name="Candidates", default=1, soft_min=1, soft_max=8,

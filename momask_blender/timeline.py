@@ -11,6 +11,7 @@ run modally under INVOKE and block under EXEC, and change nothing when the reque
 import bpy
 
 from . import jobs, timeline_jobs
+from ._core import limits, timebase
 from .operators import GenerateProperties, WorkerJobOperator
 
 # generate's properties, declared once there; taken by name rather than inherited (Blender lists a base class'
@@ -20,8 +21,9 @@ _SHARED = GenerateProperties.__annotations__
 
 class MOMASK_PG_segment(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(name="Prompt", description="What the character does in this segment")
-    seconds: bpy.props.FloatProperty(name="Duration", default=3.0, min=0.0, soft_min=jobs.MIN_FRAMES / 20,
-                                     soft_max=20.0, step=10, unit="TIME_ABSOLUTE",
+    seconds: bpy.props.FloatProperty(name="Duration", default=3.0, min=0.0,
+                                     soft_min=limits.MIN_FRAMES / timebase.FPS, soft_max=20.0, step=10,
+                                     unit="TIME_ABSOLUTE",
                                      description="How long this segment lasts, in seconds")
 
 

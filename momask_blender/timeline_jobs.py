@@ -27,16 +27,13 @@ import numpy as np
 from bpy_extras import anim_utils
 
 from . import action_splice, jobs, keying, rigify
-from ._core import blending, footlock, solver, timebase
+from ._core import blending, footlock, limits, solver, timebase
 from .jobs import GenerationError
 from .pose_sampling import evaluated_joints, motion_placement, to_motion_space
 
 MIN_RANGE_FRAMES = 4  # scene frames of the shortest range or gap
-RANGE_CONTEXT_SECONDS = jobs.MAX_FRAMES / timebase.FPS  # animation sampled on each side: a model window
+RANGE_CONTEXT_SECONDS = limits.MAX_FRAMES / timebase.FPS  # animation sampled on each side: a model window
 GAP_CONTEXT_SECONDS = 2.0  # of each clip around a gap
-# core.inpainting.EDIT_CONTEXT and MAX_RANGE_FRAMES (that module needs torch): the longest range, in 20 fps frames,
-# of a motion longer than one transformer window
-MAX_RANGE_FRAMES = jobs.MAX_FRAMES - 2 * 16
 
 
 @dataclass
@@ -122,15 +119,15 @@ def _to_20fps(frames: int, fps: float) -> float:
 def _check_editable(length20: int, ranges20, ranges, fps: float) -> None:
     """The model's limits on a source of length20 frames at 20 fps and on each range (in scene frames and the
     20 fps frames [start, stop) it regenerates)."""
-    if length20 < jobs.MIN_FRAMES:
+    if length20 < limits.MIN_FRAMES:
         raise GenerationError(f"Too little animation to edit: the model needs at least "
-                              f"{jobs.MIN_FRAMES / timebase.FPS:g} s around and in the range")
-    if length20 > jobs.MAX_FRAMES:
+                              f"{limits.MIN_FRAMES / timebase.FPS:g} s around and in the range")
+    if length20 > limits.MAX_FRAMES:
         for (start, stop), frames in zip(ranges20, ranges):
-            if stop - start > MAX_RANGE_FRAMES:
+            if stop - start > limits.MAX_RANGE_FRAMES:
                 raise GenerationError(
                     f"Frames {_text(frames)} last {(frames[1] - frames[0] + 1) / fps:.1f} s; the model regenerates "
-                    f"at most {MAX_RANGE_FRAMES / timebase.FPS:g} s at a time: split the range")
+                    f"at most {limits.MAX_RANGE_FRAMES / timebase.FPS:g} s at a time: split the range")
 
 
 
@@ -246,7 +243,7 @@ class RangeRegeneration(_Edit):
                                keying.contacts_at_fps(motion["contacts"], self.fps)[:count][window])
         source = self.source[window]
         joints = source.copy()
-        blend = round(blending.BLEND_SECONDS * self.fps)
+        blend = blending.seam_fade_frames(self.fps)
         for (f0, f1), (before, after) in zip(self.ranges, self.seams):
             span = slice(f0 - self.ranges[0][0], f1 - self.ranges[0][0] + 1)
             joints[span] = blending.fade(edited[span], source[span] if before else None,
@@ -336,7 +333,7 @@ class GapFill(_Edit):
         edited = self._planted(timebase.resample(motion["joints"][span], rate)[1:frames + 1],
                                keying.contacts_at_fps(motion["contacts"][span], rate)[1:frames + 1])
         lead_in, lead_out = blending.carried_on(self.before, self.after, frames)
-        pose = self._solve(blending.fade(edited, lead_in, lead_out, round(blending.BLEND_SECONDS * self.fps)))
+        pose = self._solve(blending.fade(edited, lead_in, lead_out, blending.seam_fade_frames(self.fps)))
         if self.action_name is not None:
             return [self._splice(context, ob, pose, g0, [self.gap],
                                  self._name(result, f"{self.action_name}, in-between {g0}-{g1}"))]
@@ -365,9 +362,9 @@ class PromptSequence(jobs.WorkerJob):
             if not prompt.strip():
                 raise GenerationError(f"Segment {i} of the prompt timeline has no prompt")
             self.frames.append(round(seconds * timebase.FPS))
-            if self.frames[-1] < jobs.MIN_FRAMES:
+            if self.frames[-1] < limits.MIN_FRAMES:
                 raise GenerationError(f"Segment {i} ('{prompt.strip()}') lasts {seconds:g} s; a segment needs at "
-                                      f"least {jobs.MIN_FRAMES / timebase.FPS:g} s")
+                                      f"least {limits.MIN_FRAMES / timebase.FPS:g} s")
         super().__init__(context, settings)
 
     def request(self) -> dict:

@@ -232,7 +232,7 @@ def test_feet_planted_in_a_regenerated_range(scene, model_prefs):
     free, planted = (pose_sampling.to_motion_space(edits[lock], placement) for lock in (False, True))
     held = footlock.held_contacts(free, fps=24)
     assert held.mean() > 0.1, held.mean()
-    faded = round(blending.BLEND_SECONDS * 24)  # frames next to the seams, faded in from the animation
+    faded = blending.seam_fade_frames(24)  # frames next to the seams, faded in from the animation
     middle = slice(faded, -faded)
     skate = {name: (footlock.foot_skate(edit, held, 24), footlock.foot_skate(edit[middle], held[middle], 24))
              for name, edit in (("free", free), ("planted", planted))}

@@ -26,7 +26,8 @@ from core.evaluation.metrics import (DIVERSITY_PAIRS, MULTIMODALITY_PAIRS, R_PRE
                                      matching_distance, mean_and_interval, mpjpe, multimodality, r_precision)
 from core.features import recover_from_ric
 from core.models import MoMaskModels
-from core.sampling import MAX_FRAMES, decode_features, generate
+from core.limits import MAX_FRAMES
+from core.sampling import decode_features, generate
 from core.text_encoders import get_text_encoder
 
 EVAL_SET_SEED = 20240

@@ -5,6 +5,8 @@ import json
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
+from core.limits import MAX_FRAMES
+
 KINDS = ("rvq", "mask", "residual", "length", "evaluator")
 OPTIMIZERS = ("adamw", "adam")
 AMP_MODES = ("bf16", "fp16", "off")
@@ -42,7 +44,7 @@ class TrainConfig:
     seed: int = 1234
     text_encoder: str = "minilm"
     captions_per_clip: int = 12  # pool of generated captions per clip, embedded once
-    max_frames: int = 196  # longest training crop of the transformers, length estimator and evaluator
+    max_frames: int = MAX_FRAMES  # longest training crop of the transformers, length estimator and evaluator
     checkpoint_minutes: float = 5.0
     log_every: int = 50
     amp: str = "bf16"  # mixed precision on CUDA; CPUs always train in float32
