@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.blender import (REPO, RecordingLayout, add_rig, addon_module, bpy, extension,  # noqa: F401
                                    generate, keyed_armature, prefs, scene, snapshot, stub_armature)
+import addon_utils  # noqa: E402  (comes with bpy)
 from core.skeleton import JOINT_NAMES, PARENTS, TARGET_BONE_LENGTHS  # noqa: E402
 
 
