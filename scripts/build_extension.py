@@ -22,8 +22,11 @@ def blender_scripts() -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, default=REPO / "dist")
+    summary = __doc__.split("\n\n")[0].replace("\n", " ")  # the docstring's first paragraph, whole
+    parser = argparse.ArgumentParser(description=summary + " Install the zip in Blender 5.0 with Edit > "
+                                     "Preferences > Get Extensions > the menu at the top right > Install from Disk.")
+    parser.add_argument("--output-dir", type=Path, default=REPO / "dist", metavar="DIR",
+                        help="where the zip (momask_blender-VERSION.zip) goes (default: dist/ in this checkout)")
     args = parser.parse_args(argv)
     scripts = blender_scripts()
     cli = [sys.executable, str(scripts / "addons_core/bl_pkg/cli/blender_ext.py")]
