@@ -587,7 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # argparse printed the usage and one line (or the help): its code, as below
+        return done.code
     try:
         args.func(args)
     except (UserError, FileNotFoundError, ValueError) as err:

@@ -288,10 +288,7 @@ BAD_INPUT = [  # (argv, what the one line says): every subcommand, every option,
 @pytest.mark.parametrize("argv, message", BAD_INPUT, ids=[" ".join(argv[:1] + argv[-2:]) for argv, _ in BAD_INPUT])
 def test_bad_input_is_one_line_naming_it_and_exit_code_2_before_any_work(inputs, capsys, argv, message):
     argv = [a.format(d=inputs) for a in argv]
-    try:
-        code = main(argv)
-    except SystemExit as done:  # argparse: the usage, then the line
-        code = done.code
+    code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
     last = err.strip().splitlines()[-1]

@@ -271,4 +271,4 @@ def test_command_line(tmp_path, capsys):
     assert "Imported MoMask release" in capsys.readouterr().out
     assert (tmp_path / "ours" / "mask.safetensors").is_file()
     assert main(["import-momask", str(tmp_path / "nothing"), str(tmp_path / "ours2")]) == 2
-    assert "nothing: not a folder" in capsys.readouterr().err
+    assert "nothing: no such folder" in capsys.readouterr().err

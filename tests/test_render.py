@@ -133,4 +133,4 @@ def test_mp4_without_ffmpeg_suggests_gif(tmp_path, monkeypatch):
 def test_cli_reports_bad_output_as_a_one_line_error(tmp_path, capsys):
     np.save(tmp_path / "walk.npy", walking_motion(2))
     assert main(["render", str(tmp_path / "walk.npy"), str(tmp_path / "walk.avi")]) == 2
-    assert "unknown output format '.avi'" in capsys.readouterr().err
+    assert "walk.avi: expected a .gif or .mp4 file" in capsys.readouterr().err
