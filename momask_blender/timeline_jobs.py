@@ -38,7 +38,8 @@ GAP_CONTEXT_SECONDS = 2.0  # of each clip around a gap
 
 @dataclass
 class EditSettings:
-    """A regenerate or fill-gap request (the operator's properties); ranges are inclusive scene frames."""
+    """A regenerate or fill-gap request (the operator's properties); ranges are (first, last) scene frames, both
+    included."""
     prompt: str
     ranges: list[tuple[int, int]]
     in_place: bool
@@ -72,13 +73,9 @@ def parse_ranges(text: str) -> list[tuple[int, int]]:
     return ranges
 
 
-def _text(frames: tuple[int, int]) -> str:
-    return f"{frames[0]}-{frames[1]}"
-
-
-def check_ranges(ranges, first: int, last: int, where: str) -> list[tuple[int, int]]:
-    """Inclusive ranges -> sorted, touching ones merged. Refuses a range reversed, shorter than MIN_RANGE_FRAMES,
-    outside first..last (`where` says whose frames those are) or overlapping another."""
+def checked_scene_ranges(ranges, first: int, last: int, where: str) -> list[timebase.SceneRange]:
+    """(first, last) scene frames -> sorted SceneRanges, touching ones merged. Refuses a range reversed, shorter
+    than MIN_RANGE_FRAMES, outside first..last (`where` says whose frames those are) or overlapping another."""
     if not ranges:
         raise GenerationError("Give the frames to regenerate (first and last frame)")
     for f0, f1 in ranges:
@@ -90,13 +87,13 @@ def check_ranges(ranges, first: int, last: int, where: str) -> list[tuple[int, i
         if f0 < first or f1 > last:
             raise GenerationError(f"Frames {f0}-{f1} are outside {where}, keyed from frame {first} to {last}")
     merged = []
-    for pair in sorted(ranges):
-        if merged and pair[0] <= merged[-1][1]:
-            raise GenerationError(f"Frames {_text(merged[-1])} and {_text(pair)} overlap; give each frame once")
-        if merged and pair[0] == merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], pair[1])
+    for scene_range in sorted(timebase.SceneRange(*pair) for pair in ranges):
+        if merged and scene_range.first <= merged[-1].last:
+            raise GenerationError(f"Frames {merged[-1]} and {scene_range} overlap; give each frame once")
+        if merged and scene_range.first == merged[-1].last + 1:
+            merged[-1] = timebase.SceneRange(merged[-1].first, scene_range.last)
         else:
-            merged.append(pair)
+            merged.append(scene_range)
     return merged
 
 
@@ -112,24 +109,18 @@ def _action_keys(ob):
     return (animation.action, frames) if len(frames) else None
 
 
-def _to_20fps(frames: int, fps: float) -> float:
-    return frames * timebase.FPS / fps
-
-
-def _check_editable(length20: int, ranges20, ranges, fps: float) -> None:
-    """The model's limits on a source of length20 frames at 20 fps and on each range (in scene frames and the
-    20 fps frames [start, stop) it regenerates)."""
-    if length20 < limits.MIN_FRAMES:
+def _check_editable(model_length: int, model_ranges, scene_ranges: list[timebase.SceneRange], fps: float) -> None:
+    """The model's limits on a source of `model_length` model frames and on each range (the model frames
+    [start, stop) it regenerates, the scene range they stand for)."""
+    if model_length < limits.MIN_FRAMES:
         raise GenerationError(f"Too little animation to edit: the model needs at least "
                               f"{limits.MIN_FRAMES / timebase.FPS:g} s around and in the range")
-    if length20 > limits.MAX_FRAMES:
-        for (start, stop), frames in zip(ranges20, ranges):
+    if model_length > limits.MAX_FRAMES:
+        for (start, stop), scene_range in zip(model_ranges, scene_ranges):
             if stop - start > limits.MAX_RANGE_FRAMES:
                 raise GenerationError(
-                    f"Frames {_text(frames)} last {(frames[1] - frames[0] + 1) / fps:.1f} s; the model regenerates "
-                    f"at most {limits.MAX_RANGE_FRAMES / timebase.FPS:g} s at a time: split the range")
-
-
+                    f"Frames {scene_range} last {scene_range.frames / fps:.1f} s; the model regenerates at most "
+                    f"{limits.MAX_RANGE_FRAMES / timebase.FPS:g} s at a time: split the range")
 
 
 class _Edit(jobs.WorkerJob):
@@ -140,13 +131,16 @@ class _Edit(jobs.WorkerJob):
     def __init__(self, context, settings: EditSettings):
         super().__init__(context, settings)
         self.fps = keying.scene_fps(context.scene)
+        self.keyer = rigify.keyer(context.scene.objects[self.object_name], self.rig)
+        self.placement = motion_placement(self.keyer.solved)
 
     def _sample(self, context, ob, frames) -> np.ndarray:
-        self.keyer = rigify.keyer(ob, self.rig)
-        self.placement = motion_placement(self.keyer.solved)
-        joints = to_motion_space(evaluated_joints(context.scene, ob, self.keyer.solved, frames), self.placement)
-        self.floor = joints[:, solver.foot_joints(self.keyer.solved), footlock.UP].min()
-        return joints
+        """(F, 22, 3) the armature's joints at these scene frames, in the models' space."""
+        return to_motion_space(evaluated_joints(context.scene, ob, self.keyer.solved, frames), self.placement)
+
+    def _ground(self, joints: np.ndarray) -> float:
+        """The lowest the sampled animation's feet go: where planted feet are kept."""
+        return float(joints[:, solver.foot_joints(self.keyer.solved), footlock.UP].min())
 
     def _planted(self, joints: np.ndarray, contacts: np.ndarray) -> np.ndarray:
         """(F, 22, 3) edited joints at the scene's rate -> the rig's own joints (solved onto it and read back: its
@@ -172,16 +166,16 @@ class _Edit(jobs.WorkerJob):
             raise GenerationError(f"The animation of '{ob.name}' changed meanwhile (it was '{self.action_name}'); "
                                   "nothing was changed")
         (keys,) = self.keyer.key(context, ob, [pose], ["MoMask keys to splice"], first_frame,
-                                 switch_frames=[frame for pair in ranges for frame in pair])
+                                 switch_frames=[frame for r in ranges for frame in (r.first, r.last)])
         try:
             if not self.settings.in_place:
                 action = action.copy()
                 action.name = name
             target = anim_utils.action_ensure_channelbag_for_slot(action,
                                                                   action.slots[animation.action_slot.identifier])
-            for f0, f1 in ranges:
-                action_splice.splice(target, anim_utils.action_get_channelbag_for_slot(keys, keys.slots[0]), f0, f1,
-                                     ob)
+            for r in ranges:
+                action_splice.splice(target, anim_utils.action_get_channelbag_for_slot(keys, keys.slots[0]), r.first,
+                                     r.last, ob)
         finally:
             bpy.data.actions.remove(keys)
         if not self.settings.in_place:
@@ -211,41 +205,41 @@ class RangeRegeneration(_Edit):
         action, keyed = animation
         first, last = math.ceil(keyed.min()), math.floor(keyed.max())
         self.action_name = action.name
-        self.ranges = check_ranges(settings.ranges, first, last, f"the action '{action.name}'")
-        self.seams = [(f0 > first, f1 < last) for f0, f1 in self.ranges]
-        fps = self.fps
-        context_frames = math.ceil(RANGE_CONTEXT_SECONDS * fps)
-        self.first_frame = max(first, self.ranges[0][0] - context_frames)
-        frames = range(self.first_frame, min(last, self.ranges[-1][1] + context_frames) + math.ceil(fps / 20) + 1)
-        length20 = timebase.resampled_count(len(frames), timebase.FPS, fps)
-        self.ranges20 = []  # the 20 fps frames [start, stop) inside each range (its edges are faded anyway)
-        for f0, f1 in self.ranges:
-            start = math.ceil(_to_20fps(f0 - self.first_frame, fps) - 1e-6)
-            stop = max(math.floor(_to_20fps(f1 - self.first_frame, fps) + 1e-6) + 1, start + 1)
-            if self.ranges20 and start <= self.ranges20[-1][1]:  # no frame of the animation left between them
-                raise GenerationError(f"Frames {_text(self.ranges[len(self.ranges20) - 1])} and {f0}-{f1} are too "
-                                      "close to regenerate apart: leave more frames between them or join them")
-            self.ranges20.append((start, stop))
-        _check_editable(length20, self.ranges20, self.ranges, fps)
-        self.source = self._sample(context, ob, frames)
+        self.ranges = checked_scene_ranges(settings.ranges, first, last, f"the action '{action.name}'")
+        self.seams = [(r.first > first, r.last < last) for r in self.ranges]  # animation before, after
+        context_frames = math.ceil(RANGE_CONTEXT_SECONDS * self.fps)
+        self.first_frame = max(first, self.ranges[0].first - context_frames)  # model frame 0 of the source
+        frames = range(self.first_frame,
+                       min(last, self.ranges[-1].last + context_frames) + math.ceil(self.fps / timebase.FPS) + 1)
+        self.model_ranges = []  # the model frames [start, stop) inside each range (its edges are faded anyway)
+        for r in self.ranges:
+            start, stop = r.model_range(self.first_frame, self.fps)
+            if self.model_ranges and start <= self.model_ranges[-1][1]:  # no frame of the animation between them
+                raise GenerationError(f"Frames {self.ranges[len(self.model_ranges) - 1]} and {r} are too close to "
+                                      "regenerate apart: leave more frames between them or join them")
+            self.model_ranges.append((start, stop))
+        _check_editable(timebase.resampled_count(len(frames), timebase.FPS, self.fps), self.model_ranges,
+                        self.ranges, self.fps)
+        self.source = self._sample(context, ob, frames)  # at the scene's frames
+        self.floor = self._ground(self.source)
 
     def request(self) -> dict:
         source = timebase.resample(self.source, timebase.FPS, self.fps).astype(np.float32)
-        return dict(self._request(), source=source, ranges=[list(pair) for pair in self.ranges20])
+        return dict(self._request(), source=source, ranges=[list(pair) for pair in self.model_ranges])
 
     def keyed_joints(self, result) -> np.ndarray:
         """(F, 22, 3) the joints (models' space) keyed from the first range's first frame to the last range's last
         frame: the worker's edit at the scene's rate, feet planted, faded in from and out into the animation at
         each range's seams, and the animation itself between ranges."""
         motion, count = result["motions"][0], len(self.source)
-        window = slice(self.ranges[0][0] - self.first_frame, self.ranges[-1][1] - self.first_frame + 1)
+        window = slice(self.ranges[0].first - self.first_frame, self.ranges[-1].last - self.first_frame + 1)
         edited = self._planted(timebase.resample(motion["joints"], self.fps)[:count][window],
                                keying.contacts_at_fps(motion["contacts"], self.fps)[:count][window])
         source = self.source[window]
         joints = source.copy()
         blend = blending.seam_fade_frames(self.fps)
-        for (f0, f1), (before, after) in zip(self.ranges, self.seams):
-            span = slice(f0 - self.ranges[0][0], f1 - self.ranges[0][0] + 1)
+        for r, (before, after) in zip(self.ranges, self.seams):
+            span = slice(r.first - self.ranges[0].first, r.last - self.ranges[0].first + 1)
             joints[span] = blending.fade(edited[span], source[span] if before else None,
                                          source[span] if after else None, blend)
         return joints
@@ -254,12 +248,12 @@ class RangeRegeneration(_Edit):
         """Splice the regenerated ranges into the action (or a copy, the armature's new candidate)."""
         ob, _, result = self.result(context)
         pose = self._solve(self.keyed_joints(result))
-        ranges = ", ".join(map(_text, self.ranges))
-        return [self._splice(context, ob, pose, self.ranges[0][0], self.ranges,
+        ranges = ", ".join(map(str, self.ranges))
+        return [self._splice(context, ob, pose, self.ranges[0].first, self.ranges,
                              self._name(result, f"{self.action_name}, frames {ranges}"))]
 
     def summary(self, actions) -> str:
-        return f"MoMask: regenerated frames {', '.join(map(_text, self.ranges))} in '{actions[0].name}'"
+        return f"MoMask: regenerated frames {', '.join(map(str, self.ranges))} in '{actions[0].name}'"
 
 
 class GapFill(_Edit):
@@ -274,34 +268,36 @@ class GapFill(_Edit):
         if g1 < g0 or g1 - g0 + 1 < MIN_RANGE_FRAMES:
             raise GenerationError(f"Frames {g0}-{g1}: a gap to fill is at least {MIN_RANGE_FRAMES} frames, "
                                   "first frame before last")
-        self.gap = g0, g1
-        clip_start, clip_end = self._clips(ob, g0, g1)
-        fps = self.fps
-        context_frames = math.ceil(GAP_CONTEXT_SECONDS * fps)
+        self.gap = timebase.SceneRange(g0, g1)
+        # the clips are keys of this action, or NLA strips (action_name None)
+        clip_start, clip_end, self.action_name = self._clips(ob, g0, g1)
+        context_frames = math.ceil(GAP_CONTEXT_SECONDS * self.fps)
         before = range(max(clip_start, g0 - context_frames), g0)
         after = range(g1 + 1, min(clip_end, g1 + context_frames) + 1)
-        self.gap20 = max(1, round(_to_20fps(g1 - g0 + 2, fps)) - 1)
-        length20 = sum(timebase.resampled_count(len(part), timebase.FPS, fps) for part in (before, after))
-        _check_editable(length20 + self.gap20, [(0, self.gap20)], [self.gap], fps)
+        self.gap_model_frames = self.gap.model_frames_inside(self.fps)
+        self.before_model_frames = timebase.resampled_count(len(before), timebase.FPS, self.fps)
+        after_model_frames = timebase.resampled_count(len(after), timebase.FPS, self.fps)
+        _check_editable(self.before_model_frames + self.gap_model_frames + after_model_frames,
+                        [(0, self.gap_model_frames)], [self.gap], self.fps)
         joints = self._sample(context, ob, [*before, *after])
         self.before, self.after = joints[:len(before)], joints[len(before):]
+        self.floor = self._ground(joints)
 
-    def _clips(self, ob, g0: int, g1: int) -> tuple[int, int]:
-        """First frame of the clip before the gap and last of the clip after it; remembers whether they are keys
-        of the action (self.action_name) or NLA strips (self.action_name None)."""
+    @staticmethod
+    def _clips(ob, g0: int, g1: int) -> tuple[int, int, str | None]:
+        """(first frame of the clip before the gap, last of the clip after it, the name of the action they are keys
+        of, or None for NLA strips)."""
         keys = _action_keys(ob)
         what = f"Frames {g0}-{g1} are no gap between two clips on '{ob.name}'"
         if keys is not None:
             action, frames = keys
-            self.action_name = action.name
             inside = frames[(frames >= g0) & (frames <= g1)]
             if len(inside):
                 raise GenerationError(f"{what}: its action '{action.name}' has keys at frame {inside.min():g}")
             if not (frames < g0).any() or not (frames > g1).any():
                 raise GenerationError(f"{what}: its action '{action.name}' is keyed from frame {frames.min():g} to "
                                       f"{frames.max():g}, not on both sides")
-            return math.ceil(frames.min()), math.floor(frames.max())
-        self.action_name = None
+            return math.ceil(frames.min()), math.floor(frames.max()), action.name
         strips = [s for track in (ob.animation_data.nla_tracks if ob.animation_data else ()) if not track.mute
                   for s in track.strips if not s.mute]
         if not strips:
@@ -314,22 +310,22 @@ class GapFill(_Edit):
             raise GenerationError(f"{what}: the NLA strip '{inside[0].name}' plays there" if inside else
                                   f"{what}: no NLA strip ends before frame {g0} and another starts after {g1}")
         return (math.ceil(max(before, key=lambda s: s.frame_end).frame_start),
-                math.floor(min(after, key=lambda s: s.frame_start).frame_end))
+                math.floor(min(after, key=lambda s: s.frame_start).frame_end), None)
 
     def request(self) -> dict:
         before = timebase.resample(self.before[::-1], timebase.FPS, self.fps)[::-1]  # ends at the gap
         after = timebase.resample(self.after, timebase.FPS, self.fps)
-        self.before20 = len(before)
         return dict(self._request(), before=before.astype(np.float32), after=after.astype(np.float32),
-                    gap_frames=self.gap20)
+                    gap_frames=self.gap_model_frames)
 
     def finish(self, context) -> list[bpy.types.Action]:
         """Key the in-between into the action's gap (or a copy's), or as an NLA strip in a track of its own."""
         ob, _, result = self.result(context)
-        g0, g1 = self.gap
-        frames = g1 - g0 + 1
-        motion, span = result["motions"][0], slice(self.before20 - 1, self.before20 + self.gap20 + 1)
-        rate = timebase.FPS * (frames + 1) / (self.gap20 + 1)  # the gap's 20 fps frames -> its scene frames
+        g0, g1, frames = self.gap.first, self.gap.last, self.gap.frames
+        # the fill with a frame of the clips on either side, played at the rate that spans the gap's scene frames
+        motion = result["motions"][0]
+        span = slice(self.before_model_frames - 1, self.before_model_frames + self.gap_model_frames + 1)
+        rate = self.gap.fill_rate(self.gap_model_frames)
         edited = self._planted(timebase.resample(motion["joints"][span], rate)[1:frames + 1],
                                keying.contacts_at_fps(motion["contacts"][span], rate)[1:frames + 1])
         lead_in, lead_out = blending.carried_on(self.before, self.after, frames)
@@ -346,7 +342,7 @@ class GapFill(_Edit):
 
     def summary(self, actions) -> str:
         where = "an NLA strip of its own" if self.action_name is None else f"'{actions[0].name}'"
-        return f"MoMask: filled frames {_text(self.gap)} with an in-between, in {where}"
+        return f"MoMask: filled frames {self.gap} with an in-between, in {where}"
 
 
 class PromptSequence(jobs.WorkerJob):
@@ -383,7 +379,8 @@ class PromptSequence(jobs.WorkerJob):
             solver.SolveOptions(motion="in place" if s.in_place else "root motion"), s.foot_lock)
         fps = keying.scene_fps(context.scene)
         for prompt, start in zip(prompts, motion["segment_starts"]):
-            context.scene.timeline_markers.new(prompt, frame=s.start_frame + round(start * fps / timebase.FPS))
+            frame = s.start_frame + round(timebase.to_scene_frames(start, fps))
+            context.scene.timeline_markers.new(prompt, frame=frame)
         return [action]
 
     def summary(self, actions) -> str:
