@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from core.features import FEATURE_DIM
+from core.model_dirs import DEFAULT_MODEL_DIR
 from core.models import MoMaskModels, build_model
 from core.skeleton import NUM_JOINTS
 from core.timebase import FPS
@@ -33,8 +34,6 @@ MISSING_PART_WARNINGS = {
     "residual": "no residual transformer: motions decode from the base token layer only (coarser detail)",
     "length": "no length estimator: every prompt needs an explicit length",
 }
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = REPO / "models" / "default"
 
 
 class CheckpointError(ValueError):

@@ -25,6 +25,6 @@ def _momask_core():
 
 _momask_core()
 # after `core` is registered:
-from core import blending, bonemap, footlock, limits, skeleton, solver, timebase  # noqa: E402
+from core import blending, bonemap, footlock, limits, model_dirs, skeleton, solver, timebase  # noqa: E402
 
-__all__ = ["blending", "bonemap", "footlock", "limits", "skeleton", "solver", "timebase"]
+__all__ = ["blending", "bonemap", "footlock", "limits", "model_dirs", "skeleton", "solver", "timebase"]

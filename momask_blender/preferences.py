@@ -7,11 +7,11 @@ from pathlib import Path
 
 import bpy
 
+from ._core import model_dirs
 from .worker_client import EXTENSION_ROOT, default_worker_command
 
 ADDON_ID = __package__.rpartition(".")[0] or __package__  # bl_ext.<repo>.momask_blender: the extension root
-# Where the repository's default model lives (core.checkpoint.DEFAULT_MODEL_DIR, whose module needs torch).
-DEFAULT_MODEL_DIR = EXTENSION_ROOT / "models" / "default"
+DEFAULT_MODEL_DIR = model_dirs.DEFAULT_MODEL_DIR  # what the worker loads for a request without a model
 SETUP_COMMAND = "bash scripts/setup.sh"
 DEFAULT_MODEL = "DEFAULT"
 

@@ -8,6 +8,7 @@ import torch
 import core.checkpoint as checkpoint
 from core.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, load_model_dir, resolve_model_dir, save_model_dir
 from core.models import MoMaskModels
+from tests.conftest import REPO
 from tests.support.tiny_models import TEXT_DIM, small_models
 
 
@@ -74,7 +75,7 @@ def test_required_part_cannot_be_saved_missing(tmp_path):
 
 
 def test_default_model_dir_and_resolution(monkeypatch, tmp_path):
-    assert DEFAULT_MODEL_DIR == checkpoint.REPO / "models" / "default"
+    assert DEFAULT_MODEL_DIR == REPO / "models" / "default"
     assert resolve_model_dir(None) == DEFAULT_MODEL_DIR
     assert resolve_model_dir("~/mine") == resolve_model_dir("~/mine").expanduser() != DEFAULT_MODEL_DIR
     monkeypatch.setattr(checkpoint, "DEFAULT_MODEL_DIR", tmp_path / "absent")
