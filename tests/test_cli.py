@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 from PIL import Image
 
 from core import protocol
-from core.cli import main
+from core.cli import build_parser, main
 from core.features import joints_to_features, recover_from_ric
 from core.footlock import lock_feet
 from core.mocap import bvh_to_smpl_joints
@@ -295,6 +296,24 @@ def test_bad_input_is_one_line_naming_it_and_exit_code_2_before_any_work(inputs,
     assert last.startswith(f"momask {argv[0]}: error: ") and re.search(message, last), err
     assert "Traceback" not in err and "loading the model" not in err
     assert not list(inputs.glob("out.*")) and not (inputs / "run").exists()
+
+
+def test_bundled_configs_models_and_data_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    """The README's commands name configs/tiny.json and models/default relative to the checkout; run from another
+    folder they are the installation's, unless the folder has its own."""
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    parser = build_parser()
+    for name in ("tiny", "tiny.json", "configs/tiny.json"):
+        assert parser.parse_args(["train", "rvq", "--config", name]).config == str(repo / "configs" / "tiny.json")
+    for name in ("default", "models/default"):
+        assert parser.parse_args(["evaluate", name]).model_dir == str(repo / "models" / "default")
+        assert parser.parse_args(["generate", "x", "--model", name, "--out", "a.npy"]).model == str(
+            repo / "models" / "default")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "tiny.json").write_text("{}")
+    assert parser.parse_args(["train", "rvq", "--config", "configs/tiny.json"]).config == "configs/tiny.json"
+    assert parser.parse_args(["evaluate", "nothing/here"]).model_dir == "nothing/here"  # named as given when missing
 
 
 def test_bad_arguments_show_usage_from_the_command_line():
