@@ -7,9 +7,10 @@ between them), Armature.momask_mapping (the stored bone mapping table), WindowMa
 momask_status (a running generation)."""
 import bpy
 
-from . import jobs, mapping, operators, panel, preferences, timeline
+from . import installer, jobs, mapping, operators, panel, preferences, timeline
 
-_CLASSES = preferences.CLASSES + operators.CLASSES + panel.CLASSES + mapping.CLASSES + timeline.CLASSES
+_CLASSES = (preferences.CLASSES + installer.CLASSES + operators.CLASSES + panel.CLASSES + mapping.CLASSES
+            + timeline.CLASSES)
 
 
 def _properties():
@@ -39,6 +40,8 @@ def register():
 
 def unregister():
     jobs.shutdown()
+    if installer.running() is not None:
+        installer.running().cancel()
     for owner, properties in _properties().items():
         for name in properties:
             delattr(owner, name)

@@ -55,15 +55,23 @@ class Settings:
     travel_on: str = "PELVIS"  # the bone carrying the horizontal motion: PELVIS or ROOT (the bone above it)
 
 
+def armature_problem(ob) -> str | None:
+    """Why `ob` (the active object) cannot be animated now, without reading its bones; None if it can be."""
+    if ob is None or ob.type != "ARMATURE":
+        what = f"the active object '{ob.name}' is a {ob.type.lower()}" if ob is not None else "nothing is active"
+        return f"Select an armature to animate ({what}); or add one with Add MoMask Rig"
+    if ob.mode == "EDIT":
+        return f"'{ob.name}' is in edit mode: leave edit mode to generate"
+    return None
+
+
 def target_armature(context):
     """(the active object, its rig description) if it is an armature MoMask can animate (its bones map onto the
     22 joints)."""
     ob = context.active_object
-    if ob is None or ob.type != "ARMATURE":
-        what = f"the active object '{ob.name}' is a {ob.type.lower()}" if ob is not None else "nothing is active"
-        raise GenerationError(f"Select an armature to animate ({what}); or add one with Add MoMask Rig")
-    if ob.mode == "EDIT":
-        raise GenerationError(f"'{ob.name}' is in edit mode: leave edit mode to generate")
+    problem = armature_problem(ob)
+    if problem is not None:
+        raise GenerationError(problem)
     try:
         return ob, read_rig(ob)
     except bonemap.UnmappableSkeletonError as err:
@@ -82,9 +90,7 @@ def _frames(seconds: float) -> int | None:
 def _worker_message(err) -> str:
     message = str(err)
     if "No module named" in message:
-        message += (f". The worker's Python lacks MoMask's packages: in the momask-blender repository run "
-                    f"`{preferences.SETUP_COMMAND}` and choose its .venv/bin/python as Worker Python in the "
-                    "add-on preferences")
+        message += f". The worker's Python lacks MoMask's packages: {preferences.INSTALL_HINT}"
     return f"MoMask worker: {message}"
 
 
@@ -109,14 +115,11 @@ class WorkerJob:
         prefs = preferences.get(context)
         try:
             self.command = preferences.worker_command(prefs)
-        except preferences.WorkerUnavailable as err:
-            raise GenerationError(str(err)) from None
-        self.model = preferences.selected_model(prefs)
-        if not prefs.worker_command.strip():  # a local worker: its model must be here
-            try:
+            self.model = preferences.selected_model(prefs)
+            if not prefs.worker_command.strip():  # a local worker: its model must be here
                 preferences.check_model_dir(self.model)
-            except FileNotFoundError as err:
-                raise GenerationError(str(err)) from None
+        except (preferences.WorkerUnavailable, preferences.ModelUnavailable) as err:
+            raise GenerationError(str(err)) from None
         self.job = None
 
     def request(self) -> dict:

@@ -14,6 +14,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ._core import bonemap, skeleton
 from .armature_reading import read_rig
+from .operators import armature_poll
 from .rigify import control_rig
 
 # The 22 joints as an animator names the bones that carry them.
@@ -88,20 +89,12 @@ def mapping_status(ob) -> list[tuple[str, str]]:
     return lines
 
 
-def _armature_poll(cls, context) -> bool:
-    ob = context.active_object
-    if ob is None or ob.type != "ARMATURE" or ob.mode == "EDIT":
-        cls.poll_message_set("Select an armature in object or pose mode")
-        return False
-    return True
-
-
 class MOMASK_OT_detect_mapping(bpy.types.Operator):
     """Fill the bone table from the armature's bone names and hierarchy (or the VRM add-on's humanoid)"""
     bl_idname = "momask.detect_mapping"
     bl_label = "Detect"
     bl_options = {"REGISTER", "UNDO"}
-    poll = classmethod(_armature_poll)
+    poll = classmethod(armature_poll)
 
     def execute(self, context):
         ob = context.active_object
@@ -125,7 +118,7 @@ class MOMASK_OT_load_vrm_mapping(bpy.types.Operator, ImportHelper):
     bl_label = "Load VRM"
     bl_options = {"REGISTER", "UNDO"}
     filter_glob: bpy.props.StringProperty(default="*.vrm;*.glb;*.gltf", options={"HIDDEN"})
-    poll = classmethod(_armature_poll)
+    poll = classmethod(armature_poll)
 
     def execute(self, context):
         ob = context.active_object
@@ -145,7 +138,7 @@ class MOMASK_OT_clear_mapping(bpy.types.Operator):
     bl_idname = "momask.clear_mapping"
     bl_label = "Clear Mapping"
     bl_options = {"REGISTER", "UNDO"}
-    poll = classmethod(_armature_poll)
+    poll = classmethod(armature_poll)
 
     def execute(self, context):
         stored = context.active_object.data.momask_mapping

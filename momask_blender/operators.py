@@ -6,7 +6,8 @@ armature.
 generate (and the timeline operators of timeline.py: WorkerJobOperator) runs modally under INVOKE (the panel's
 button: progress in the panel and the status bar, Esc cancels, the UI keeps running) and blocks under EXEC
 (scripts, background Blender). Numbers are checked with a message rather than clamped, so a script asking for
-20 s hears why it cannot have them."""
+20 s hears why it cannot have them. Without an armature to animate, or while a generation runs, their buttons
+are greyed out and the tooltip says why (armature_poll)."""
 import dataclasses
 import random
 
@@ -31,14 +32,14 @@ class GenerateProperties:
     candidates: bpy.props.IntProperty(name="Candidates", default=1, soft_min=1, soft_max=8,
                                       description="Motions to generate; each becomes its own action")
     guidance: bpy.props.FloatProperty(name="Guidance", default=4.0, soft_min=0.0, soft_max=10.0,
-                                      description="How closely the motion follows the prompt (classifier-free "
-                                                  "guidance scale)")
+                                      description="How closely the motion follows the prompt: higher follows it "
+                                                  "more literally, lower varies more")
     steps: bpy.props.IntProperty(name="Steps", default=10, soft_min=1, soft_max=50,
-                                 description="Decoding steps of the masked transformer (more: slower, finer)")
-    start_frame: bpy.props.IntProperty(name="Start Frame", default=1,
-                                       description="First keyed frame (scripts: the current frame when not given)")
+                                 description="Refinement passes: more are slower and give finer detail")
+    start_frame: bpy.props.IntProperty(name="Start Frame", default=1, description="Frame where the motion starts")
     in_place: bpy.props.BoolProperty(name="In Place", default=False,
-                                     description="Remove the horizontal travel (turns are kept); off: root motion")
+                                     description="No travel over the ground (turns are kept); off: the character "
+                                                 "moves as the motion goes")
     foot_lock: bpy.props.BoolProperty(name="Lock Feet", default=True,
                                       description="Keep feet planted while they stand (the model's contacts, "
                                                   "re-checked on the rig) and above the floor; off: feet as generated")
@@ -72,6 +73,15 @@ class MOMASK_OT_new_seed(bpy.types.Operator):
     def execute(self, context):
         context.scene.momask.seed = random.randrange(2 ** 31)
         return {"FINISHED"}
+
+
+def armature_poll(cls, context) -> bool:
+    """Whether an operator that animates the active armature can run; if not, the reason becomes the greyed-out
+    button's tooltip."""
+    problem = jobs.armature_problem(context.active_object)
+    if problem is not None:
+        cls.poll_message_set(problem)
+    return problem is None
 
 
 def _settings(op, context) -> jobs.Settings:
@@ -116,6 +126,13 @@ def modal_step(op, context) -> set[str]:
 class WorkerJobOperator:
     """An operator around the jobs.WorkerJob that make_job(context) returns: it blocks under EXEC and runs
     modally under INVOKE (progress, Esc cancels); bad input is reported before anything changed."""
+
+    @classmethod
+    def poll(cls, context):
+        if context.window_manager.momask_status:
+            cls.poll_message_set("Wait for the running generation to finish, or press Esc to cancel it")
+            return False
+        return armature_poll(cls, context)
 
     def make_job(self, context) -> jobs.WorkerJob:
         raise NotImplementedError

@@ -1,10 +1,11 @@
 """The MoMask tab of the 3D viewport's sidebar: the request, the Generate button (a progress bar while a
-generation runs), and the armature's candidate list, which switches it between the generated actions."""
+generation runs), and the armature's candidate list, which switches it between the generated actions. Without a
+worker it says so and opens the preferences, where Install Worker is; while that runs its progress shows here."""
 import dataclasses
 
 import bpy
 
-from . import jobs, preferences
+from . import installer, jobs, preferences
 from .operators import GenerateProperties, MOMASK_OT_add_rig, MOMASK_OT_generate, MOMASK_OT_new_seed
 
 
@@ -36,13 +37,18 @@ class MOMASK_PT_main(bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         prefs = preferences.get(context)
-        try:
-            preferences.worker_command(prefs)
-        except preferences.WorkerUnavailable as err:
-            box = layout.box()
-            box.label(text="MoMask needs its worker", icon="ERROR")
-            box.label(text=f"In the repository run: {preferences.SETUP_COMMAND}")
-            box.label(text=str(err))
+        installation = installer.running()
+        if installation is not None:
+            layout.progress(factor=installation.progress, text=f"Installing the worker: {installation.status}")
+        else:
+            try:
+                preferences.worker_command(prefs)
+            except preferences.WorkerUnavailable:
+                box = layout.box()
+                box.label(text="MoMask needs its worker", icon="ERROR")
+                box.label(text="PyTorch, installed once")
+                box.operator("preferences.addon_show", text="Install Worker...",
+                             icon="PREFERENCES").module = preferences.ADDON_ID
         ob = context.active_object
         target = layout.row()
         if ob is not None and ob.type == "ARMATURE":
@@ -53,8 +59,9 @@ class MOMASK_PT_main(bpy.types.Panel):
         layout.prop(prefs, "model")
 
         settings = context.scene.momask
+        prompt = layout.column()
+        prompt.prop(settings, "prompt", text="")
         column = layout.column()
-        column.prop(settings, "prompt", text="")
         column.prop(settings, "seconds", text="Duration (0: auto)")
         row = column.row(align=True)
         row.prop(settings, "seed")

@@ -6,8 +6,12 @@ further range written in `ranges` ("50-70, 90-99"); `bpy.ops.momask.fill_gap(pro
 frame_end=...)` fills the gap between two clips (its first and last frame); `bpy.ops.momask.generate_sequence(
 seed=0, ...)` keys the scene's prompt timeline (Scene.momask_timeline.segments) as one action. A range left out
 (frame_start and frame_end not given) is the scene's preview range when one is set. All three plant the feet
-of what they make unless foot_lock=False (the panel passes the main section's Lock Feet). Like generate, they
-run modally under INVOKE and block under EXEC, and change nothing when the request is refused."""
+of what they make unless foot_lock=False. Like generate, they run modally under INVOKE and block under EXEC, and
+change nothing when the request is refused.
+
+The panel draws each button with the options it uses beside it: the range tools' (Scene.momask_timeline.edit)
+and the prompt timeline's (.sequence) are their own, never the main section's taken silently. While a
+generation runs the buttons stay, greyed out, and say why."""
 import bpy
 
 from . import jobs, timeline_jobs
@@ -27,6 +31,28 @@ class MOMASK_PG_segment(bpy.types.PropertyGroup):
                                      description="How long this segment lasts, in seconds")
 
 
+class MOMASK_PG_edit_options(bpy.types.PropertyGroup):
+    """Seed, guidance, steps and feet of Regenerate Range and Fill Gap."""
+    seed: _SHARED["seed"]
+    guidance: _SHARED["guidance"]
+    steps: _SHARED["steps"]
+    foot_lock: _SHARED["foot_lock"]
+
+
+class MOMASK_PG_sequence_options(bpy.types.PropertyGroup):
+    """Generate Sequence's options."""
+    start_frame: _SHARED["start_frame"]
+    in_place: _SHARED["in_place"]
+    seed: _SHARED["seed"]
+    guidance: _SHARED["guidance"]
+    steps: _SHARED["steps"]
+    foot_lock: _SHARED["foot_lock"]
+
+
+OVERWRITE = bpy.props.BoolProperty(name="Overwrite Action", default=False,
+                                   description="Change the action itself; off: a copy becomes a new candidate")
+
+
 class MOMASK_PG_timeline(bpy.types.PropertyGroup):
     """The timeline section's request (Scene.momask_timeline)."""
     prompt: bpy.props.StringProperty(name="Prompt", description="What the character does in the range or gap "
@@ -35,10 +61,11 @@ class MOMASK_PG_timeline(bpy.types.PropertyGroup):
     frame_end: bpy.props.IntProperty(name="Last Frame", default=48, description="Last frame of the range (included)")
     ranges: bpy.props.StringProperty(name="More Ranges", description="Further ranges to regenerate in the same "
                                                                      "request, as in '50-70, 90-99'")
-    in_place: bpy.props.BoolProperty(name="Edit in Place", default=False,
-                                     description="Change the action itself; off: a copy becomes a new candidate")
+    in_place: OVERWRITE
+    edit: bpy.props.PointerProperty(type=MOMASK_PG_edit_options)
     segments: bpy.props.CollectionProperty(type=MOMASK_PG_segment)
     segment_index: bpy.props.IntProperty(name="Segment")
+    sequence: bpy.props.PointerProperty(type=MOMASK_PG_sequence_options)
 
 
 class EditProperties:
@@ -47,8 +74,7 @@ class EditProperties:
     frame_start: bpy.props.IntProperty(name="First Frame", description="First frame (default: the preview range's)")
     frame_end: bpy.props.IntProperty(name="Last Frame",
                                      description="Last frame, included (default: the preview range's)")
-    in_place: bpy.props.BoolProperty(name="Edit in Place", default=False,
-                                     description="Change the action itself; off: a copy becomes a new candidate")
+    in_place: OVERWRITE
     seed: _SHARED["seed"]
     guidance: _SHARED["guidance"]
     steps: _SHARED["steps"]
@@ -70,8 +96,7 @@ def _edit_settings(op, ranges) -> timeline_jobs.EditSettings:
 
 
 class MOMASK_OT_regenerate_range(EditProperties, WorkerJobOperator, bpy.types.Operator):
-    """Regenerate frames of the active armature's animation from the prompt; keys outside them stay as they are
-    (Esc cancels)"""
+    """Re-make frames of the armature's animation from the prompt; keys outside them stay (Esc cancels)"""
     bl_idname = "momask.regenerate_range"
     bl_label = "Regenerate Range"
     bl_options = {"REGISTER", "UNDO"}
@@ -84,8 +109,7 @@ class MOMASK_OT_regenerate_range(EditProperties, WorkerJobOperator, bpy.types.Op
 
 
 class MOMASK_OT_fill_gap(EditProperties, WorkerJobOperator, bpy.types.Operator):
-    """Fill the gap between two clips of the active armature (keys of its action or NLA strips) with a motion
-    that starts from the pose before and lands on the pose after (Esc cancels)"""
+    """Fill the gap between two clips (keys or NLA strips) from the pose before to the pose after (Esc cancels)"""
     bl_idname = "momask.fill_gap"
     bl_label = "Fill Gap"
     bl_options = {"REGISTER", "UNDO"}
@@ -95,8 +119,7 @@ class MOMASK_OT_fill_gap(EditProperties, WorkerJobOperator, bpy.types.Operator):
 
 
 class MOMASK_OT_generate_sequence(WorkerJobOperator, bpy.types.Operator):
-    """Generate one continuous motion from the prompt timeline's segments, keyed as one action with a marker at
-    each segment (Esc cancels)"""
+    """Key the prompt timeline's segments as one continuous action, a marker at each segment (Esc cancels)"""
     bl_idname = "momask.generate_sequence"
     bl_label = "Generate Sequence"
     bl_options = {"REGISTER", "UNDO"}
@@ -150,7 +173,9 @@ class MOMASK_OT_segment_move(bpy.types.Operator):
     bl_label = "Move Segment"
     bl_options = {"REGISTER", "UNDO"}
 
-    direction: bpy.props.EnumProperty(items=[("UP", "Earlier", ""), ("DOWN", "Later", "")])
+    direction: bpy.props.EnumProperty(name="Direction", description="Where the selected segment moves",
+                                      items=[("UP", "Earlier", "One place up: played before the segment above"),
+                                             ("DOWN", "Later", "One place down: played after the segment below")])
 
     def execute(self, context):
         timeline = context.scene.momask_timeline
@@ -195,44 +220,61 @@ class MOMASK_PT_timeline(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        timeline, settings = context.scene.momask_timeline, context.scene.momask
-        running = bool(context.window_manager.momask_status)  # the main panel shows its progress
-        shared = dict(seed=settings.seed, guidance=settings.guidance, steps=settings.steps,
-                      foot_lock=settings.foot_lock)
+        timeline = context.scene.momask_timeline
 
-        column = layout.column()
-        column.label(text="Regenerate a range or fill a gap")
-        column.prop(timeline, "prompt", text="")
-        row = column.row(align=True)
+        box = layout.box()
+        box.label(text="Regenerate a Range or Fill a Gap")
+        box.prop(timeline, "prompt", text="")
+        row = box.row(align=True)
         row.prop(timeline, "frame_start", text="First")
         row.prop(timeline, "frame_end", text="Last")
         if context.scene.use_preview_range:
             row.operator(MOMASK_OT_range_from_preview.bl_idname, text="", icon="PREVIEW_RANGE")
-        column.prop(timeline, "ranges")
-        column.prop(timeline, "in_place")
-        if not running:
-            row = column.row(align=True)
-            for op_class, extra in ((MOMASK_OT_regenerate_range, {"ranges": timeline.ranges}),
-                                    (MOMASK_OT_fill_gap, {})):
-                op = row.operator(op_class.bl_idname)
-                for name, value in dict(shared, prompt=timeline.prompt, frame_start=timeline.frame_start,
-                                        frame_end=timeline.frame_end, in_place=timeline.in_place, **extra).items():
-                    setattr(op, name, value)
+        box.prop(timeline, "ranges")
+        box.prop(timeline, "in_place")
+        _draw_options(box, timeline.edit)
+        row = box.row(align=True)
+        for op_class, extra in ((MOMASK_OT_regenerate_range, {"ranges": timeline.ranges}), (MOMASK_OT_fill_gap, {})):
+            _set(row.operator(op_class.bl_idname), timeline.edit, prompt=timeline.prompt,
+                 frame_start=timeline.frame_start, frame_end=timeline.frame_end, in_place=timeline.in_place, **extra)
 
-        layout.label(text="Prompt timeline")
-        row = layout.row()
+        box = layout.box()
+        box.label(text="Prompt Timeline")
+        row = box.row()
         row.template_list(MOMASK_UL_segments.__name__, "", timeline, "segments", timeline, "segment_index", rows=3)
         buttons = row.column(align=True)
         buttons.operator(MOMASK_OT_segment_add.bl_idname, text="", icon="ADD")
         buttons.operator(MOMASK_OT_segment_remove.bl_idname, text="", icon="REMOVE")
         buttons.operator(MOMASK_OT_segment_move.bl_idname, text="", icon="TRIA_UP").direction = "UP"
         buttons.operator(MOMASK_OT_segment_move.bl_idname, text="", icon="TRIA_DOWN").direction = "DOWN"
-        if not running:
-            op = layout.operator(MOMASK_OT_generate_sequence.bl_idname, icon="SEQUENCE")
-            for name, value in dict(shared, start_frame=settings.start_frame, in_place=settings.in_place).items():
-                setattr(op, name, value)
+        sequence = timeline.sequence
+        row = box.row()
+        row.prop(sequence, "start_frame")
+        row.prop(sequence, "in_place")
+        _draw_options(box, sequence)
+        _set(box.operator(MOMASK_OT_generate_sequence.bl_idname, icon="SEQUENCE"), sequence,
+             start_frame=sequence.start_frame, in_place=sequence.in_place)
 
 
-CLASSES = (MOMASK_PG_segment, MOMASK_PG_timeline, MOMASK_OT_regenerate_range, MOMASK_OT_fill_gap,
-           MOMASK_OT_generate_sequence, MOMASK_OT_segment_add, MOMASK_OT_segment_remove, MOMASK_OT_segment_move,
-           MOMASK_OT_range_from_preview, MOMASK_UL_segments, MOMASK_PT_timeline)
+def _draw_options(layout, options):
+    """Seed, guidance, steps and Lock Feet of one group of buttons, drawn with them."""
+    row = layout.row(align=True)
+    row.prop(options, "seed")
+    row.prop(options, "steps")
+    row = layout.row()
+    row.prop(options, "guidance")
+    row.prop(options, "foot_lock")
+
+
+def _set(op, options, **values):
+    """Give a button the seed, guidance, steps and Lock Feet of `options` and the other `values`."""
+    for name in ("seed", "guidance", "steps", "foot_lock"):
+        setattr(op, name, getattr(options, name))
+    for name, value in values.items():
+        setattr(op, name, value)
+
+
+CLASSES = (MOMASK_PG_segment, MOMASK_PG_edit_options, MOMASK_PG_sequence_options, MOMASK_PG_timeline,
+           MOMASK_OT_regenerate_range, MOMASK_OT_fill_gap, MOMASK_OT_generate_sequence, MOMASK_OT_segment_add,
+           MOMASK_OT_segment_remove, MOMASK_OT_segment_move, MOMASK_OT_range_from_preview, MOMASK_UL_segments,
+           MOMASK_PT_timeline)

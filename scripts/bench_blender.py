@@ -85,7 +85,7 @@ def bench(args, tmp: Path) -> int:
     timebase = module("_core").timebase
     prefs = preferences.get()
     prefs.model_dirs.add().path = str(model)
-    prefs.model = "0"
+    prefs.model = str(model)
     command = preferences.worker_command(prefs)
     print(f"model {model}; worker `{' '.join(command)}`; {os.cpu_count()} CPUs")
 

@@ -155,14 +155,19 @@ def test_panel_shows_every_control(scene, prefs):
         (ob, "momask_candidates", ob)]
 
 
-def test_panel_says_what_to_run_without_a_worker_python(scene, prefs, monkeypatch):
+def test_panel_without_a_worker_opens_the_preferences_where_install_worker_is(scene, prefs, monkeypatch):
     preferences = addon_module("preferences")
     monkeypatch.setattr(preferences, "find_worker_python", lambda *args: None)
     prefs.worker_python, prefs.worker_command = "", ""
-    texts = draw_panel().texts()
-    assert "bash scripts/setup.sh" in texts and "Select an armature" in texts
+    layout = draw_panel()
+    assert "MoMask needs its worker" in layout.texts() and "Select an armature" in layout.texts()
+    assert layout.operators()["preferences.addon_show"].module == preferences.ADDON_ID
+    assert max(len(kw.get("text", "")) for name, _, kw, _ in layout.calls if name == "label") <= 30
     prefs.worker_python = "/nowhere/bin/python"
-    assert "'/nowhere/bin/python' does not exist" in draw_panel().texts()
+    assert "preferences.addon_show" in draw_panel().operators()
+    prefs.worker_python = ""
+    monkeypatch.undo()
+    assert "preferences.addon_show" not in draw_panel().operators()  # the set-up's .venv is found
 
 
 def test_worker_python_is_found_in_the_setups_venv(extension, tmp_path):
@@ -183,7 +188,7 @@ def test_default_model_is_preselected_and_directories_can_be_added(prefs, tmp_pa
     assert preferences.selected_model(prefs) == REPO / "models" / "default"
     assert bpy.ops.momask.model_dir_add() == {"FINISHED"}
     prefs.model_dirs[0].path = str(tmp_path / "t2m_converted")
-    prefs.model = "0"  # a TypeError unless the directory is among the model choices
+    prefs.model = str(tmp_path / "t2m_converted")  # a TypeError unless the directory is among the model choices
     assert preferences.selected_model(prefs) == tmp_path / "t2m_converted"
     assert bpy.ops.momask.model_dir_remove(index=0) == {"FINISHED"}
     assert prefs.model == "DEFAULT" and not len(prefs.model_dirs)
@@ -245,8 +250,7 @@ def test_new_seed(scene):
 
 def test_missing_model_directory(scene, prefs, tmp_path):
     add_rig()
-    prefs.model_dirs.add().path = str(tmp_path / "no_such_model")
-    prefs.model = "0"
+    prefs.model_dirs.add().path = prefs.model = str(tmp_path / "no_such_model")
     before = snapshot()
     with pytest.raises(RuntimeError, match=r"no_such_model': no model directory \(no config.json there\)"):
         generate(prompt="a person walks")
@@ -257,10 +261,11 @@ def test_worker_not_installed(scene, prefs, monkeypatch):
     add_rig()
     before = snapshot()
     prefs.worker_python = "/nowhere/bin/python"
-    with pytest.raises(RuntimeError, match="'/nowhere/bin/python' does not exist.*`bash scripts/setup.sh`"):
+    with pytest.raises(RuntimeError, match="'/nowhere/bin/python' does not exist: click Install Worker in the "
+                                           "add-on's preferences"):
         generate(prompt="a person walks")
     monkeypatch.setattr(addon_module("preferences"), "find_worker_python", lambda *args: None)
     prefs.worker_python = ""
-    with pytest.raises(RuntimeError, match="No Python with PyTorch found.*`bash scripts/setup.sh`"):
+    with pytest.raises(RuntimeError, match="MoMask needs its worker .*: click Install Worker"):
         generate(prompt="a person walks")
     assert snapshot() == before

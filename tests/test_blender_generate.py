@@ -190,7 +190,7 @@ def test_killed_worker_is_a_message_and_the_next_request_restarts_it(scene, mode
 def test_corrupt_model_is_a_message(scene, model_prefs, tmp_path):
     add_rig()
     (tmp_path / "config.json").write_text("{ not json")
-    model_prefs.model_dirs[0].path = str(tmp_path)
+    model_prefs.model_dirs[0].path = model_prefs.model = str(tmp_path)
     before = snapshot()
     with pytest.raises(RuntimeError, match=r"MoMask worker: .*config.json: not valid JSON"):
         generate(prompt="a person walks", seconds=2.0)
@@ -201,6 +201,7 @@ def test_python_without_the_packages_says_what_to_run(scene, model_prefs):
     add_rig()
     before = snapshot()
     model_prefs.worker_command = f"{os.sys.executable} -S -m core.worker"  # no site-packages: no numpy, no torch
-    with pytest.raises(RuntimeError, match=r"stopped unexpectedly.*No module named.*`bash scripts/setup.sh`"):
+    with pytest.raises(RuntimeError, match=r"stopped unexpectedly.*No module named.*: click Install Worker in the "
+                                           r"add-on's preferences"):
         generate(prompt="a person walks", seconds=2.0)
     assert snapshot() == before

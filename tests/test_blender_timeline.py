@@ -436,7 +436,7 @@ def test_panel_and_segment_list(scene, prefs):
     scene.use_preview_range, scene.frame_preview_start, scene.frame_preview_end = True, 12, 34
     assert bpy.ops.momask.range_from_preview() == {"FINISHED"}
     assert (timeline.frame_start, timeline.frame_end) == (12, 34)
-    scene.momask.seed, scene.momask.foot_lock = 9, False
+    timeline.edit.seed, timeline.edit.foot_lock, timeline.sequence.seed, timeline.sequence.foot_lock = 9, False, 4, False
     layout = RecordingLayout()
     bpy.types.MOMASK_PT_timeline.draw(types.SimpleNamespace(layout=layout), bpy.context)
     assert {("MOMASK_PG_timeline", name) for name in ("prompt", "frame_start", "frame_end", "ranges", "in_place")} \
@@ -445,8 +445,8 @@ def test_panel_and_segment_list(scene, prefs):
     regenerate_op = ops["momask.regenerate_range"]
     assert (regenerate_op.prompt, regenerate_op.frame_start, regenerate_op.frame_end, regenerate_op.ranges,
             regenerate_op.seed) == ("a person spins", 12, 34, "60-70", 9)
-    assert ops["momask.fill_gap"].frame_end == 34 and ops["momask.generate_sequence"].seed == 9
+    assert ops["momask.fill_gap"].frame_end == 34 and ops["momask.generate_sequence"].seed == 4
     assert not any(ops[name].foot_lock for name in ("momask.regenerate_range", "momask.fill_gap",
-                                                    "momask.generate_sequence"))  # the main section's Lock Feet
+                                                    "momask.generate_sequence"))  # each section's own Lock Feet
     assert [args[1:3] for name, args, *_ in layout.calls if name == "template_list"] == [("", timeline)]
     assert bpy.types.MOMASK_PT_timeline.bl_parent_id == "MOMASK_PT_main"

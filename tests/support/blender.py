@@ -182,7 +182,7 @@ def model_prefs(prefs, rigid_model):
     prefs.worker_python, prefs.worker_command = "", ""
     prefs.model_dirs.clear()
     prefs.model_dirs.add().path = str(rigid_model)
-    prefs.model = "0"
+    prefs.model = str(rigid_model)
     return prefs
 
 
