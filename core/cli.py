@@ -169,7 +169,9 @@ def _prepare_data(args):
         if args.captions is not None:
             raise UserError("--captions goes with --bvh-dir (the folder of BVH files it captions)")
         from core.dataset.prepare import prepare_data
-        prepare_data(args.archive, args.out or "data/bandai", workers=args.workers, force=args.force)
+        more = not args.bandai_only
+        prepare_data(args.archive, args.out or ("data/default" if more else "data/bandai"), workers=args.workers,
+                     force=args.force, more_archive=args.more_archive, more=more)
         return
     missing = [option for option, value in (("--captions FILE", args.captions), ("--out DIR", args.out)) if not value]
     if missing:
@@ -222,6 +224,8 @@ def _train(args):
         return
     if args.config is None or args.out is None:
         raise UserError(f"training the {args.kind} network needs --config FILE and --out DIR")
+    if args.init is not None and args.kind != "rvq":
+        raise UserError("--init starts the RVQ from a model directory's; the other networks train from scratch")
     if not Path(args.config).is_file():
         raise UserError(f"--config {args.config}: no such file, here or among the installation's configs "
                         f"({', '.join(p.stem for p in sorted((INSTALLATION / 'configs').glob('*.json')))})")
@@ -229,7 +233,8 @@ def _train(args):
     from core.dataset import load_dataset
     load_dataset(args.data, "train")  # a missing or unprepared dataset is refused before the run folder is made
     try:
-        out = train(args.kind, args.config, args.data, args.out, rvq=args.rvq, device=args.device, stop_at=args.stop_at)
+        out = train(args.kind, args.config, args.data, args.out, rvq=args.rvq, device=args.device, stop_at=args.stop_at,
+                    init=args.init)
     except TrainingInterrupted as err:
         print(f"momask train {args.kind}: {err}", file=sys.stderr)
         raise SystemExit(130) from None
@@ -484,11 +489,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bandai-namco-motion.tar.xz (default: ../shared/data/bandai-namco-motion.tar.xz)")
     source.add_argument("--bvh-dir", default=None, metavar="DIR", type=_folder,
                         help="a folder of .bvh files (sub-folders included), each captioned in --captions")
+    p.add_argument("--more-archive", default=None, metavar="FILE", type=_file(),
+                   help="more-mocap.tar.xz, whose annotated segments join the Bandai-Namco clips (default: "
+                        "../shared/data/more-mocap.tar.xz)")
+    p.add_argument("--bandai-only", action="store_true",
+                   help="convert only the Bandai-Namco archive (default --out: data/bandai)")
     p.add_argument("--captions", default=None, metavar="FILE", type=_file(".csv", ".jsonl"),
                    help="with --bvh-dir: .csv or .jsonl mapping each BVH's path relative to DIR to one or more "
                         "captions (format below)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="dataset directory (default with --archive: data/bandai; required with --bvh-dir)")
+                   help="dataset directory (default: data/default, with --bandai-only data/bandai; required with "
+                        "--bvh-dir)")
     p.add_argument("--workers", type=_whole(1), default=None, help="processes to convert with (default: all cores)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
     p.set_defaults(func=_prepare_data)
@@ -510,8 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", type=_bundled("models"),
                    help="the model directory to score, or the name of one under the installation's models/")
     p.add_argument("--evaluator", default=None, type=_folder, help="evaluator folder (default: MODEL_DIR/evaluator)")
-    p.add_argument("--data", default="data/bandai", type=_bundled("data"),
-                   help="prepared dataset (default: data/bandai)")
+    p.add_argument("--data", default="data/default", type=_bundled("data"),
+                   help="prepared dataset (default: data/default)")
     p.add_argument("--split", choices=["train", "val", "test"], default="test", help="split to score (default: test)")
     p.add_argument("--repeats", type=_whole(1), default=None,
                    help="repetitions for the 95%% intervals (default 20)")
@@ -536,8 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=_bundled("configs", ".json"),
                    help="training config .json, or the name of one under the installation's configs/ (default, "
                         "cpu-3h, tiny)")
-    p.add_argument("--data", default="data/bandai", type=_bundled("data"),
-                   help="prepared dataset (default: data/bandai)")
+    p.add_argument("--data", default="data/default", type=_bundled("data"),
+                   help="prepared dataset (default: data/default)")
     p.add_argument("--out", help="run directory (a checkpoint there is resumed); assemble: the model directory")
     p.add_argument("--rvq", type=_folder, help="the trained RVQ run directory (mask/residual training and assemble)")
     p.add_argument("--mask", type=_folder, help="assemble: the trained masked-transformer run directory")
@@ -550,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch device: cpu, cuda, cuda:N or mps (default: this process's GPU if any, else cpu)")
     p.add_argument("--stop-at", type=_whole(1), default=None,
                    help="pause after this step (checkpointed; rerun to go on)")
+    p.add_argument("--init", type=_folder, default=None, metavar="MODEL_DIR",
+                   help="rvq: start from this model directory's RVQ and its feature statistics (fine-tuning on "
+                        "more data) instead of fresh weights")
     p.set_defaults(func=_train)
 
     sampling = _sampling_options()

@@ -31,6 +31,8 @@ MEAN, STD, MEAN_RAW, STD_RAW = "mean.npy", "std.npy", "mean_raw.npy", "std_raw.n
 SPLITS = ("train", "val", "test")
 MIRROR_PREFIX = "M"
 FREE_TEXT_DATASET = 0  # clips that came with their own captions instead of labels
+MORE_MOCAP_DATASET = 3  # segments of the more-mocap archive, captioned in core/dataset/more_mocap.jsonl
+COMPOSED_DATASET = 4  # a locomotion clip with the arms of an arm-action clip (core.dataset.composition)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,18 @@ class Clip:
     @property
     def length(self) -> int:
         return len(self.features)
+
+    @property
+    def action(self) -> str:
+        return action_of(self.content)
+
+
+def action_of(content: str) -> str:
+    """The action a content label shows, as the prompt benchmark and balanced sampling group clips:
+    dataset-1's long and short dances are one action, and all composed clips ("walk+wave-left-hand") one."""
+    if "+" in content:
+        return "composed"
+    return "dance" if content in ("dance-long", "dance-short") else content
 
 
 class ClipDataset:
@@ -80,6 +94,9 @@ class ClipDataset:
         content = self._records[i]["content"]
         return mirror_content(content) if self._is_mirror(i) else content
 
+    def action(self, i: int) -> str:
+        return action_of(self.content(i))
+
     def __getitem__(self, i: int) -> Clip:
         record, mirrored = self._records[i], self._is_mirror(i)
         rows = slice(record["start"], record["start"] + record["length"])
@@ -96,7 +113,7 @@ class ClipDataset:
         """A caption of sample i (side already mirrored) for caption augmentation: newly generated from its
         labels, or drawn from its own captions where it came with free text."""
         record = self._records[i]
-        if record["dataset"] == FREE_TEXT_DATASET:
+        if record["dataset"] in (FREE_TEXT_DATASET, MORE_MOCAP_DATASET, COMPOSED_DATASET):
             caption = record["captions"][rng.integers(len(record["captions"]))]
             return mirror_caption(caption) if self._is_mirror(i) else caption
         return make_caption(self.content(i), record["style"], rng)

@@ -25,14 +25,23 @@ from tqdm import tqdm
 
 from core.bvh import parse_bvh
 from core.dataset import (CLIP_INDEX, FEATURES, FEATURES_MIRRORED, JOINTS, MANIFEST, MEAN, MEAN_RAW,
-                          MIRROR_PREFIX, SPLIT_DIR, SPLITS, STD, STD_RAW)
+                          MIRROR_PREFIX, MORE_MOCAP_DATASET, COMPOSED_DATASET, SPLIT_DIR, SPLITS, STD, STD_RAW)
 from core.dataset.captions import CONTENTS, STYLES, captions_for, content_side
+from core.dataset.composition import ARM_ACTIONS, LOCOMOTION, SEPARATOR, compose_arms, composed_captions
+from core.dataset.more_mocap import DEFAULT as ANNOTATIONS, cut_segment, load_annotations
 from core.features import (CONTACTS, LOCAL_VEL, RIC, ROOT_LIN_VEL, ROOT_ROT_VEL, ROOT_Y, ROT6D, joints_to_features,
                            mirror_joints)
 from core.mocap import bvh_to_smpl_joints
 from core.timebase import FPS
 
-DEFAULT_ARCHIVE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bandai-namco-motion.tar.xz"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DEFAULT_ARCHIVE = SHARED_DATA / "bandai-namco-motion.tar.xz"
+DEFAULT_MORE_ARCHIVE = SHARED_DATA / "more-mocap.tar.xz"
+MORE_MOCAP_ROOT = "more-mocap/"  # the archive's top folder; annotation paths are relative to it
+MORE_MOCAP_PREFIX = "more/"  # clip names of more-mocap segments: more/<file without .bvh>@<start seconds>
+COMPOSED_PREFIX = "composed/"  # clip names of composed clips: composed/<locomotion clip>+<arm clip>
+COMPOSED_CLIPS = 800  # composed clips added to the train split of the default dataset
+COMPOSITION_SEED = 5150
 # Shortest clip kept, in poses at 20 fps (1.2 s; 23 feature rows, 5 tokens once cut to a multiple of 4):
 # MoMask's minimum for KIT-ML. HumanML3D's 40 would drop 406 of the 2,787 clips, most of them complete
 # 1.3-2 s "raise hand" motions; the 11 shorter clips (0.6-1.1 s fragments) are skipped. No maximum: training
@@ -52,8 +61,18 @@ FEAT_BIAS = 5.0
 FEAT_BIAS_GROUPS = (ROOT_ROT_VEL, ROOT_LIN_VEL, ROOT_Y, CONTACTS)
 # Modules whose source decides the output: editing one of them invalidates the cache.
 CONVERSION_MODULES = ("core.bvh", "core.bonemap", "core.mocap", "core.skeleton", "core.timebase", "core.quaternion",
-                      "core.features", "core.dataset", "core.dataset.captions", __name__)
+                      "core.features", "core.dataset", "core.dataset.captions", "core.dataset.more_mocap",
+                      "core.dataset.composition", __name__)
 _CLIP_NAME = re.compile(r"dataset-(\d+)_([^_]+)_([^_]+)_(\d+)")
+
+
+def _clip_arrays(joints: np.ndarray):
+    """("ok", joints, features, mirrored features) as float32, or ("short", frames) under MIN_FRAMES."""
+    if len(joints) < MIN_FRAMES:
+        return "short", len(joints)
+    features = joints_to_features(joints)
+    mirrored = joints_to_features(mirror_joints(joints))
+    return "ok", joints.astype(np.float32), features.astype(np.float32), mirrored.astype(np.float32)
 
 
 def convert_bvh(member: str, data: bytes):
@@ -61,14 +80,20 @@ def convert_bvh(member: str, data: bytes):
     ("error", message)."""
     try:
         bvh = parse_bvh(data.decode("utf-8", errors="replace"), source=member)
-        joints, _ = bvh_to_smpl_joints(bvh, fps=FPS)
-        if len(joints) < MIN_FRAMES:
-            return "short", len(joints)
-        features = joints_to_features(joints)
-        mirrored = joints_to_features(mirror_joints(joints))
+        return _clip_arrays(bvh_to_smpl_joints(bvh, fps=FPS)[0])
     except ValueError as err:  # BvhError and every conversion check raise ValueError
         return "error", str(err)
-    return "ok", joints.astype(np.float32), features.astype(np.float32), mirrored.astype(np.float32)
+
+
+def convert_segments(member: str, data: bytes, segments: list) -> list:
+    """Worker: BVH bytes -> one convert_bvh-style result per annotated segment of the take, cut after
+    conversion to 20 fps (so every segment shares the take's unit, up axis and bone map)."""
+    try:
+        bvh = parse_bvh(data.decode("utf-8", errors="replace"), source=member)
+        joints = bvh_to_smpl_joints(bvh, fps=FPS)[0]
+        return [_clip_arrays(cut_segment(joints, segment)) for segment in segments]
+    except ValueError as err:
+        return [("error", str(err))] * len(segments)
 
 
 def code_version(modules: tuple[str, ...] = CONVERSION_MODULES) -> str:
@@ -114,17 +139,55 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     return mean.astype(np.float32), std_raw.astype(np.float32), std.astype(np.float32)
 
 
-def _resolve_archive(archive) -> Path:
-    path = Path(archive) if archive is not None else DEFAULT_ARCHIVE
+def _resolve_archive(archive, default: Path = DEFAULT_ARCHIVE, option: str = "--archive") -> Path:
+    path = Path(archive) if archive is not None else default
     if not path.is_file():
-        hint = "" if archive is not None else " (the default; pass --archive to use another copy)"
+        hint = "" if archive is not None else f" (the default; pass {option} to use another copy)"
         raise FileNotFoundError(f"mocap archive not found: {path}{hint}")
     return path.resolve()
 
 
-def _fingerprint(archive: Path) -> dict:
+def _fingerprint(archive: Path, more_archive: Path | None = None) -> dict:
     stat = archive.stat()
-    return {"archive_size": stat.st_size, "archive_mtime_ns": stat.st_mtime_ns, "code": code_version()}
+    fingerprint = {"archive_size": stat.st_size, "archive_mtime_ns": stat.st_mtime_ns, "code": code_version()}
+    if more_archive is not None:
+        stat = more_archive.stat()
+        fingerprint |= {"more_archive_size": stat.st_size, "more_archive_mtime_ns": stat.st_mtime_ns,
+                        "annotations": hashlib.sha256(ANNOTATIONS.read_bytes()).hexdigest()[:16]}
+    return fingerprint
+
+
+def _read_more_mocap(archive: Path, pool: Pool, problems: list[str]) -> dict:
+    """Stream the more-mocap archive once, converting every annotated take in `pool`: {take's path: (member,
+    its segments, async result with one convert result per segment)}. Annotated takes missing from the
+    archive are named in `problems`."""
+    segments_of: dict[str, list] = {}
+    for segment in load_annotations():
+        segments_of.setdefault(segment.file, []).append(segment)
+    jobs = {}
+    try:
+        with tarfile.open(archive, "r|xz") as tar:
+            for member in tar:
+                relative = member.name.removeprefix(MORE_MOCAP_ROOT)
+                if member.isfile() and relative in segments_of:
+                    data = tar.extractfile(member).read()
+                    jobs[relative] = (member.name, segments_of[relative],
+                                      pool.apply_async(convert_segments, (member.name, data, segments_of[relative])))
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as err:
+        problems.append(f"{archive}: archive is corrupt or truncated ({err}); kept what came before")
+    problems += [f"{archive}: {MORE_MOCAP_ROOT}{path}: annotated but not in the archive"
+                 for path in sorted(segments_of) if path not in jobs]
+    return {path: (member, segments, job.get()) for path, (member, segments, job) in
+            tqdm(sorted(jobs.items()), desc="more-mocap", unit="take", leave=False)}
+
+
+def _add_more_mocap(converted: "ConvertedClips", takes: dict) -> None:
+    """Every converted segment as a clip of MORE_MOCAP_DATASET: its action as content, its captions as given."""
+    for path, (member, segments, results) in takes.items():
+        for segment, result in zip(segments, results):
+            name = f"{MORE_MOCAP_PREFIX}{path.removesuffix('.bvh')}@{segment.start:g}"
+            converted.add(member, name, result, {"dataset": MORE_MOCAP_DATASET, "content": segment.action,
+                                                 "style": "", "file": path}, list(segment.captions))
 
 
 def _read_archive(archive: Path, pool: Pool, problems: list[str]):
@@ -187,12 +250,14 @@ def _check_labels(stem: str, annotation, cfg: dict) -> tuple[int, str, str]:
     return dataset, content, style
 
 
-def write_dataset(out: Path, clips: list[dict], arrays: dict, strata: list | None = None) -> dict:
-    """Concatenate the clips' arrays into the dataset files; splits, index and statistics. `strata`: what
-    assign_splits stratifies by, per clip (default: its (dataset, content, style) labels)."""
+def write_dataset(out: Path, clips: list[dict], arrays: dict, strata: list | None = None,
+                  splits: list[str] | None = None) -> dict:
+    """Concatenate the clips' arrays into the dataset files; splits, index and statistics. `splits`: the split
+    of each clip, or None to assign them by `strata`, what assign_splits stratifies by, per clip (default:
+    its (dataset, content, style) labels)."""
     for filename in (JOINTS, FEATURES, FEATURES_MIRRORED):
         np.save(out / filename, np.concatenate(arrays[filename]))
-    splits = assign_splits(strata or [(c["dataset"], c["content"], c["style"]) for c in clips])
+    splits = splits or assign_splits(strata or [(c["dataset"], c["content"], c["style"]) for c in clips])
     (out / SPLIT_DIR).mkdir(exist_ok=True)
     for split in SPLITS:
         names = [c["name"] for c, s in zip(clips, splits) if s == split]
@@ -258,13 +323,13 @@ def start_dataset(out: Path) -> None:
 
 
 def finish_dataset(out: Path, converted: ConvertedClips, source: dict, where: str | Path,
-                   strata: list | None = None) -> dict:
+                   strata: list | None = None, splits: list[str] | None = None) -> dict:
     """Write the dataset and then its manifest (`source`: the fingerprint and what was read); returns the
     manifest. Raises, naming `where` and every problem, when no clip converted."""
     if not converted.clips:
         raise ValueError(f"{where}: no clip could be converted:\n  " + "\n  ".join(converted.problems))
     manifest = {**source, "clips": len(converted.clips),
-                "splits": write_dataset(out, converted.clips, converted.arrays, strata),
+                "splits": write_dataset(out, converted.clips, converted.arrays, strata, splits),
                 "too_short": converted.too_short, "problems": converted.problems,
                 "seconds": round(time.perf_counter() - converted.started, 1)}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -282,17 +347,33 @@ def _report(manifest: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
-def prepare_data(archive=None, out="data/bandai", workers: int | None = None, force: bool = False) -> dict:
-    """Convert the archive into `out` unless its manifest says it is up to date; returns the manifest."""
+def prepare_data(archive=None, out="data/default", workers: int | None = None, force: bool = False,
+                 more_archive=None, more: bool = False) -> dict:
+    """Convert the Bandai-Namco archive (and, with `more`, the annotated segments of the more-mocap archive,
+    `more_archive` or the default) into `out` unless its manifest says it is up to date; returns the manifest."""
     archive, out = _resolve_archive(archive), Path(out)
-    fingerprint = _fingerprint(archive)
+    more_archive = _resolve_archive(more_archive, DEFAULT_MORE_ARCHIVE, "--more-archive") if more else None
+    fingerprint = _fingerprint(archive, more_archive)
     manifest = up_to_date(out, fingerprint, force)
     if manifest is not None:
         return manifest
     converted = ConvertedClips()
     start_dataset(out)
+    source, splits = {"fingerprint": fingerprint, "archive": str(archive)}, None
     with Pool(workers) as pool:  # None: one process per core
         results, annotations, cfg = _read_archive(archive, pool, converted.problems)
+        takes = _read_more_mocap(more_archive, pool, converted.problems) if more_archive else {}
+        _add_bandai(converted, results, annotations, cfg)
+        if more_archive:
+            _add_more_mocap(converted, takes)
+            source["more_archive"] = str(more_archive)
+            splits = assign_splits([(c["dataset"], c["content"], c["style"]) for c in converted.clips])
+            splits += ["train"] * _add_composed(converted, splits, pool)
+    return finish_dataset(out, converted, source, archive, splits=splits)
+
+
+def _add_bandai(converted: ConvertedClips, results: dict, annotations: dict, cfg: dict) -> None:
+    """Every converted Bandai-Namco clip whose labels check out, with captions generated from its labels."""
     for stem in sorted(results):
         member, result = results[stem]
         try:
@@ -305,4 +386,24 @@ def prepare_data(archive=None, out="data/bandai", workers: int | None = None, fo
                       captions_for(content, style, CAPTIONS_PER_CLIP, rng))
     converted.problems += [f"{member}: skipped: no {stem}.bvh in the archive for this annotation"
                            for stem, (member, _) in sorted(annotations.items()) if stem not in results]
-    return finish_dataset(out, converted, {"fingerprint": fingerprint, "archive": str(archive)}, archive)
+
+
+def _add_composed(converted: ConvertedClips, splits: list[str], pool: Pool, count: int = COMPOSED_CLIPS) -> int:
+    """Add `count` clips composed from pairs of train clips, a locomotion and an arm action (fixed seed);
+    returns how many were kept (all go to the train split, so no test clip leaks into training)."""
+    rng = np.random.default_rng(COMPOSITION_SEED)
+    train = [i for i, split in enumerate(splits) if split == "train"]
+    bodies = [i for i in train if converted.clips[i]["content"] in LOCOMOTION]
+    arms = [i for i in train if converted.clips[i]["content"] in ARM_ACTIONS]
+    pairs = [(int(rng.choice(bodies)), int(rng.choice(arms))) for _ in range(count)]
+    joints = converted.arrays[JOINTS]
+    results = pool.starmap(_clip_arrays, [(compose_arms(joints[b], joints[a],
+                                                        ARM_ACTIONS[converted.clips[a]["content"]]),) for b, a in pairs])
+    before = len(converted.clips)
+    for (b, a), result in zip(pairs, results):
+        loco, arm = converted.clips[b]["content"], converted.clips[a]["content"]
+        name = f"{COMPOSED_PREFIX}{converted.clips[b]['name']}{SEPARATOR}{converted.clips[a]['name']}"
+        converted.add("composition", name, result, {"dataset": COMPOSED_DATASET, "content": f"{loco}{SEPARATOR}{arm}",
+                                                    "style": converted.clips[b]["style"]},
+                      composed_captions(loco, arm, CAPTIONS_PER_CLIP, rng))
+    return len(converted.clips) - before

@@ -48,6 +48,11 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     log_every: int = 50
     amp: str = "bf16"  # mixed precision on CUDA; CPUs always train in float32
+    # Balanced sampling: each action's share of the draws is proportional to its frames ** action_balance
+    # (1: as many draws as frames, 0: every action equally often), clips within an action by their frames;
+    # null: every clip equally often (the released recipe's epochs).
+    action_balance: float | None = None
+    text_noise: float = 0.0  # std of Gaussian noise added to unit-length caption embeddings in training
 
     def stage(self, kind: str) -> StageConfig:
         if kind not in self.stages:
@@ -126,6 +131,9 @@ def parse_config(values: dict, where: str = "config") -> TrainConfig:
     _check(_is_int(config.log_every) and config.log_every >= 1, f"{where}: log_every", "must be a positive integer")
     _check(config.amp in AMP_MODES, f"{where}: amp", f"must be one of {', '.join(AMP_MODES)}")
     _check(isinstance(config.text_encoder, str), f"{where}: text_encoder", "must be an encoder name")
+    _check(config.action_balance is None or (_is_number(config.action_balance) and 0 <= config.action_balance <= 1),
+           f"{where}: action_balance", "must be a number in [0, 1] or null")
+    _check(_is_number(config.text_noise) and config.text_noise >= 0, f"{where}: text_noise", "must be >= 0")
     return config
 
 

@@ -34,9 +34,13 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(rng_for(seed, TORCH, step, rank).integers(2**63))
 
 
-def batch_items(num_items: int, batch_size: int, step: int, rank: int, world_size: int, seed: int) -> np.ndarray:
-    """This process's `batch_size` item indices at `step`: global batches run through a fresh permutation of
-    all items each epoch, each process takes its slice of the global batch."""
+def batch_items(num_items: int, batch_size: int, step: int, rank: int, world_size: int, seed: int,
+                weights: np.ndarray | None = None) -> np.ndarray:
+    """This process's `batch_size` item indices at `step`. Without weights, global batches run through a fresh
+    permutation of all items each epoch and each process takes its slice of the global batch; with weights
+    (summing to 1), every draw is independent, item i with probability weights[i]."""
+    if weights is not None:
+        return rng_for(seed, EPOCH, step, rank).choice(num_items, size=batch_size, p=weights)
     start = (step * world_size + rank) * batch_size
     positions = np.arange(start, start + batch_size)
     epochs = positions // num_items
@@ -45,6 +49,18 @@ def batch_items(num_items: int, batch_size: int, step: int, rank: int, world_siz
         here = epochs == epoch
         items[here] = rng_for(seed, EPOCH, int(epoch)).permutation(num_items)[positions[here] % num_items]
     return items
+
+
+def action_weights(actions: list[str], frames: np.ndarray, balance: float) -> np.ndarray:
+    """Draw probability per clip for balanced sampling: an action's share is proportional to its total
+    frames ** balance, and within the action a clip's to its frames (so a long take is drawn as often as the
+    windows it holds, and crops then come from every part of it)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    names, group = np.unique(np.asarray(actions), return_inverse=True)
+    group_frames = np.bincount(group, weights=frames, minlength=len(names))
+    share = group_frames ** balance
+    share /= share.sum()
+    return share[group] * frames / group_frames[group]
 
 
 def crop_units(units: np.ndarray, max_units: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -155,10 +171,14 @@ class CaptionPool:
     def dim(self) -> int:
         return self.embeddings.shape[1]
 
-    def sample(self, clips: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        """(B, dim): one random caption of each clip's pool."""
+    def sample(self, clips: np.ndarray, rng: np.random.Generator, noise: float = 0.0) -> torch.Tensor:
+        """(B, dim): one random caption of each clip's pool, plus Gaussian noise of expected norm `noise`
+        (the embeddings have unit norm), so that prompts worded unlike any caption land among trained ones."""
         choice = rng.integers(self.index.shape[1], size=len(clips))
-        return self.embeddings[torch.from_numpy(self.index[clips, choice])]
+        cond = self.embeddings[torch.from_numpy(self.index[clips, choice])]
+        if noise:
+            cond = cond + torch.from_numpy(rng.standard_normal(cond.shape, dtype=np.float32)) * (noise / cond.shape[1] ** 0.5)
+        return cond
 
     @staticmethod
     def cache_path(dataset: ClipDataset, encoder: str, per_clip: int, seed: int) -> Path:

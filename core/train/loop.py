@@ -139,27 +139,28 @@ def training_step(model: nn.Module, task: Task, batch: tuple, optimizer, scaler,
 
 
 def train(kind: str, config, data, out, rvq=None, device: str | None = None, stop_at: int | None = None,
-          progress: bool = True) -> Path:
+          progress: bool = True, init=None) -> Path:
     """Train the `kind` network ("rvq", "mask", "residual", "length", "evaluator") with `config` (a
     TrainConfig or a JSON file) on the dataset at `data`, in the run directory `out`. A checkpoint in
     `out` is resumed. `rvq`: the RVQ run directory the transformers read tokens from (else the config's).
-    `stop_at`: pause after this many steps (checkpointed; calling again continues). Under torchrun every
-    process calls this; rank 0 writes."""
+    `stop_at`: pause after this many steps (checkpointed; calling again continues). `init`: a model directory
+    whose RVQ (and feature statistics) a fresh RVQ run starts from. Under torchrun every process calls this;
+    rank 0 writes."""
     config = config if isinstance(config, TrainConfig) else load_config(config)
     config.stage(kind)
     dist = init_distributed()
     try:
-        return _run(kind, config, data, Path(out), rvq, dist, device_for(dist, device), stop_at, progress)
+        return _run(kind, config, data, Path(out), rvq, dist, device_for(dist, device), stop_at, progress, init)
     finally:
         dist.shutdown()
 
 
-def _run(kind, config: TrainConfig, data, out: Path, rvq, dist: Distributed, device, stop_at, progress) -> Path:
+def _run(kind, config: TrainConfig, data, out: Path, rvq, dist: Distributed, device, stop_at, progress, init) -> Path:
     stage, main = config.stage(kind), dist.is_main
     if main:
         out.mkdir(parents=True, exist_ok=True)
     dist.barrier()
-    task = build_task(kind, config, data, out, rvq, dist, progress and main, device).to(device)
+    task = build_task(kind, config, data, out, rvq, dist, progress and main, device, init).to(device)
     net = task.net
     optimizer = make_optimizer(net, stage)
     amp = _amp_dtype(config, task, device)
@@ -200,7 +201,8 @@ def _run(kind, config: TrainConfig, data, out: Path, rvq, dist: Distributed, dev
             lr = learning_rate(stage, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            items = batch_items(task.num_items, stage.batch_size, step, dist.rank, dist.world_size, config.seed)
+            items = batch_items(task.num_items, stage.batch_size, step, dist.rank, dist.world_size, config.seed,
+                                task.weights)
             metrics = training_step(model, task, task.batch(items, rng, device), optimizer, scaler, amp,
                                     stage.grad_clip)
             step += 1

@@ -14,7 +14,8 @@ from torch import nn
 from core.dataset import MEAN_RAW, STD_RAW, load_dataset
 from core.models import build_model
 from core.train.config import ConfigError, TrainConfig
-from core.train.data import FRAMES_PER_TOKEN, CaptionPool, ClipFeatures, ClipTokens, crop_units, usable_std
+from core.train.data import (FRAMES_PER_TOKEN, CaptionPool, ClipFeatures, ClipTokens, action_weights, crop_units,
+                             usable_std)
 from core.train.ddp import Distributed
 from core.train.parts import load_part, load_statistics, save_part
 
@@ -28,6 +29,8 @@ class Task(nn.Module):
     autocast = True  # may run under CUDA mixed precision
     sync_buffers = False  # has buffers that training changes (DDP then keeps them equal to rank 0's)
     partial_graph = False  # some steps leave parameters unused (DDP must then look for them)
+
+    weights = None  # draw probability per item for balanced sampling (None: epochs over all items)
 
     def __init__(self, net: nn.Module, num_items: int, info: dict):
         super().__init__()
@@ -72,16 +75,20 @@ class RVQTask(Task):
 
 class TokenTask(Task):
     """Masked (kind "mask", base layer) or residual ("residual", all layers) transformer on random token
-    crops of at most max_tokens, with one caption embedding per sample from the clip's pool."""
+    crops of at most max_tokens, with one caption embedding per sample from the clip's pool (noised by
+    `text_noise`)."""
 
-    def __init__(self, kind: str, net, tokens: ClipTokens, captions: CaptionPool, max_tokens: int, info: dict):
+    def __init__(self, kind: str, net, tokens: ClipTokens, captions: CaptionPool, max_tokens: int, info: dict,
+                 text_noise: float = 0.0):
         super().__init__(net, len(tokens.counts), info)
         self.kind, self.tokens, self.captions, self.max_tokens = kind, tokens, captions, max_tokens
+        self.text_noise = text_noise
         self.partial_graph = kind == "residual"  # the top layer's output projection only serves batches that draw it
 
     def batch(self, items, rng, device):
         ids, lengths = self.tokens.crops(items, self.max_tokens, rng)
-        return _to(device, ids if self.kind == "residual" else ids[..., 0], self.captions.sample(items, rng), lengths)
+        cond = self.captions.sample(items, rng, self.text_noise)
+        return _to(device, ids if self.kind == "residual" else ids[..., 0], cond, lengths)
 
     def forward(self, ids, cond, lengths):
         loss, accuracy = self.net(ids, cond, lengths)
@@ -151,6 +158,18 @@ def _fresh(kind: str, hparams: dict, seed: int) -> nn.Module:
     return build_model(kind, hparams)
 
 
+def _init_rvq(net: nn.Module, model_dir) -> tuple[nn.Module, np.ndarray, np.ndarray]:
+    """`net` with the weights of a model directory's RVQ, and that model's feature statistics (the codes keep
+    their meaning only for inputs normalised as before); refused when the config's sizes differ."""
+    from core.checkpoint import load_model_dir
+    models = load_model_dir(model_dir, "cpu", "float32")
+    if models.rvq.hparams != net.hparams:
+        raise ConfigError(f"--init {model_dir}: its RVQ has sizes {models.rvq.hparams}, the config asks for "
+                          f"{net.hparams}")
+    net.load_state_dict(models.rvq.state_dict())
+    return net.train(), models.mean, usable_std(models.std)
+
+
 def _tokens(rvq: nn.Module, rvq_info: dict, mean, std, dataset, offsets: int, out: Path, dist: Distributed,
             progress: bool) -> ClipTokens:
     """The clips' tokens from the run's cache, encoded (by the main process) when missing or stale."""
@@ -164,20 +183,34 @@ def _tokens(rvq: nn.Module, rvq_info: dict, mean, std, dataset, offsets: int, ou
 
 
 def build_task(kind: str, config: TrainConfig, data, out: Path, rvq_dir=None, dist: Distributed = Distributed(),
-               progress: bool = True, device: torch.device = torch.device("cpu")) -> Task:
+               progress: bool = True, device: torch.device = torch.device("cpu"), init=None) -> Task:
     """The task of `kind` on the train split of the dataset at `data`, its network freshly initialised
-    (on the CPU; `device` is where the text encoder and the RVQ embed captions and tokenise clips once)."""
-    stage = config.stage(kind)
+    (on the CPU; `device` is where the text encoder and the RVQ embed captions and tokenise clips once), with
+    its balanced-sampling weights when the config asks for them."""
+    config.stage(kind)  # raises for a config without this kind's section
     dataset = load_dataset(data, "train")
     if len(dataset) == 0:
         raise ValueError(f"{data}: the train split has no clips")
     info = {"dataset": str(Path(data).resolve())}
-    max_tokens = config.max_frames // FRAMES_PER_TOKEN
+    weights = None if config.action_balance is None else action_weights(
+        [dataset.action(i) for i in range(len(dataset))], dataset.lengths, config.action_balance)
+    task = _build_task(kind, config, dataset, out, info, rvq_dir, dist, progress, device, init)
+    if weights is not None:
+        items = getattr(task, "eligible", np.arange(len(dataset)))
+        task.weights = weights[items] / weights[items].sum()
+    return task
+
+
+def _build_task(kind, config, dataset, out, info, rvq_dir, dist, progress, device, init) -> Task:
+    """build_task's network and inputs for one kind."""
+    stage, max_tokens = config.stage(kind), config.max_frames // FRAMES_PER_TOKEN
     if kind == "rvq":
-        std = usable_std(dataset.std)
-        features = ClipFeatures(dataset, dataset.mean, std)
         net = _fresh(kind, stage.model, config.seed)
-        return RVQTask(net, features, stage.window, dataset.mean, std, info)
+        mean, std = dataset.mean, usable_std(dataset.std)
+        if init is not None:
+            net, mean, std = _init_rvq(net, init)
+            info["init"] = str(Path(init).resolve())
+        return RVQTask(net, ClipFeatures(dataset, mean, std), stage.window, mean, std, info)
 
     captions = CaptionPool.cached(dataset, config.text_encoder, config.captions_per_clip, config.seed, dist, progress,
                                   device)
@@ -206,5 +239,5 @@ def build_task(kind: str, config: TrainConfig, data, out: Path, rvq_dir=None, di
         derived["num_quantizers"] = rvq.hparams["num_quantizers"]
     net = _fresh(kind, _derived(stage.model, kind, **derived), config.seed)
     info["rvq_sha256"] = rvq_info["sha256"]
-    return TokenTask(kind, net, tokens, captions, max_tokens, info)
+    return TokenTask(kind, net, tokens, captions, max_tokens, info, config.text_noise)
 

@@ -1,0 +1,114 @@
+"""Prompt-following benchmark: does the model do what a prompt asks, as judged from the generated joints?
+
+For every action in scripts/bench_prompts.json (prompts written by hand, never used in training), each prompt
+is generated with a few candidates at fixed seeds and each candidate is judged by that action's kinematic
+checks (core.evaluation.motion_checks). Success is the share of candidates that pass, per action and overall.
+
+  .venv/bin/python scripts/bench_prompts.py --calibrate --data data/default   # checks on real clips
+  .venv/bin/python scripts/bench_prompts.py --model models/default --out docs/default-model/prompts.md
+
+--calibrate reports, per action, the share of its real clips that pass its checks (a check that real clips
+fail is no check) and the share of every other action's clips that pass them too (a check everything passes
+is no check either).
+"""
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.evaluation.motion_checks import describe_checks, judge, motion_statistics  # noqa: E402
+
+PROMPTS = REPO / "scripts" / "bench_prompts.json"
+
+
+def load_prompts(path=PROMPTS) -> dict[str, list[str]]:
+    """{action: [prompts]} from the benchmark file."""
+    return json.loads(Path(path).read_text())["actions"]
+
+
+def calibrate(data: str, actions: list[str]) -> str:
+    """Markdown table: per action, the share of its real clips (all splits, mirrors included) passing its
+    checks and the share of other actions' clips passing them."""
+    from core.dataset import SPLITS, load_dataset
+    from core.features import recover_from_ric
+    stats_by_action = defaultdict(list)
+    for split in SPLITS:
+        dataset = load_dataset(data, split)
+        for i in range(len(dataset)):
+            clip = dataset[i]
+            stats_by_action[clip.action].append(motion_statistics(recover_from_ric(clip.features)))
+    lines = ["| action | checks | real clips | real pass | other actions' clips passing |", "|---|---|---|---|---|"]
+    for action in actions:
+        own = stats_by_action.get(action, [])
+        others = [s for other, values in stats_by_action.items() if other != action for s in values]
+        own_pass = np.mean([judge(action, s) for s in own]) if own else float("nan")
+        other_pass = np.mean([judge(action, s) for s in others])
+        lines.append(f"| {action} | {describe_checks(action)} | {len(own)} | {own_pass:.0%} | {other_pass:.1%} |")
+    return "\n".join(lines)
+
+
+def run(model: str, prompts: dict[str, list[str]], candidates: int, seconds: float, seed: int) -> tuple[str, dict]:
+    """Generate every prompt and judge it; returns the markdown table and per-action results."""
+    from core.checkpoint import load_model_dir, resolve_model_dir
+    from core.sampling import generate
+    from core.text_encoders import get_text_encoder
+    from core.timebase import FPS
+    path = resolve_model_dir(model)
+    models = load_model_dir(path)
+    encoder = get_text_encoder(models.config["text_encoder"]["name"])
+    frames = round(seconds * FPS)
+    results, failures = {}, {}
+    started = time.perf_counter()
+    for action, texts in prompts.items():
+        passed = []
+        for k, prompt in enumerate(texts):
+            motions = generate(models, encoder, [prompt], [frames], candidates=candidates, seed=seed + k)[0]
+            verdicts = [judge(action, motion_statistics(m.joints)) for m in motions]
+            passed += verdicts
+            if not all(verdicts):
+                failures.setdefault(action, []).append(f"{prompt} ({sum(verdicts)}/{len(verdicts)})")
+        results[action] = float(np.mean(passed))
+        print(f"{action:24s} {results[action]:.0%}", file=sys.stderr)
+    overall = float(np.mean([r for r in results.values()]))
+    lines = [f"Model `{path.name}`: {len(prompts)} actions, {sum(map(len, prompts.values()))} prompts x "
+             f"{candidates} candidates ({seconds:g} s, seeds {seed}+prompt index), "
+             f"{time.perf_counter() - started:.0f} s.", "",
+             f"**Overall (mean over actions): {overall:.0%}**; actions at 70% or more: "
+             f"{sum(r >= 0.7 for r in results.values())} of {len(results)}.", "",
+             "| action | success | failing prompts (candidates passing) |", "|---|---|---|"]
+    lines += [f"| {a} | {r:.0%} | {'; '.join(failures.get(a, [])) or '-'} |" for a, r in results.items()]
+    return "\n".join(lines), results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="models/default", help="model directory (default: models/default)")
+    parser.add_argument("--prompts", default=str(PROMPTS), help="benchmark prompts (JSON)")
+    parser.add_argument("--actions", nargs="*", help="only these actions")
+    parser.add_argument("--candidates", type=int, default=3, help="candidates per prompt (default 3)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each generation (default 4 s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first prompt of each action (default 0)")
+    parser.add_argument("--calibrate", action="store_true", help="judge the real clips of --data instead")
+    parser.add_argument("--data", default="data/default", help="prepared dataset for --calibrate")
+    parser.add_argument("--out", help="also write the table to this markdown file")
+    args = parser.parse_args(argv)
+    prompts = load_prompts(args.prompts)
+    if args.actions:
+        prompts = {a: prompts[a] for a in args.actions}
+    table = calibrate(args.data, list(prompts)) if args.calibrate else run(
+        args.model, prompts, args.candidates, args.seconds, args.seed)[0]
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
