@@ -89,7 +89,7 @@ _KEY_REWRITES = ((re.compile(r"^.*:"), ""), (re.compile(r"^mixamorig\d*_"), ""),
 _SIDE_WORDS = {"l": "left", "left": "left", "r": "right", "right": "right"}
 _NOISE_WORDS = {"def", "org", "mixamorig", "bip", "j", "c", "m", "f", "avg", "joint", "jnt", "skeleton", "bone",
                 "bn", "fk", "sk", "rig", "deform"}
-_SKIP_WORDS = {"twist", "roll", "end", "leaf", "nub", "pole", "ik", "target", "null", "helper", "corrective",
+_SKIP_WORDS = {"twist", "roll", "end", "leaf", "nub", "tip", "pole", "ik", "target", "null", "helper", "corrective",
                "heel", "tweak", "socket", "prop", "mch", "ctrl", "control", "jiggle"}
 _FINGER = re.compile(r"thumb|index|middle|ring|pinky|little|finger|metacarpal")
 _TORSO_KEYWORDS = (("pelvis", r"pelvis|hips?"),
@@ -153,6 +153,7 @@ class BoneMap:
     preset: str
     unmapped: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    structural: tuple[str, ...] = ()
 
     def report(self) -> str:
         """Human readable: the preset, each joint's bone or blend, the unmapped joints and any notes."""
@@ -160,7 +161,7 @@ class BoneMap:
         lines = [f"bone map: {source}"]
         for joint, bone in zip(JOINT_NAMES, self.bones):
             if bone is not None:
-                lines.append(f"  {joint:<15}<- {bone}")
+                lines.append(f"  {joint:<15}<- {bone}" + (" (by structure)" if joint in self.structural else ""))
             elif joint in self.interpolated:
                 lines.append(f"  {joint:<15}~  {self.interpolated[joint]} (interpolated)")
             else:
@@ -182,6 +183,7 @@ def map_skeleton(names: Sequence[str], parents: Sequence[int], rest_positions: n
         preset, closest = _detect_preset(names)
     elif preset not in (GENERIC, TABLE) and preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}'; known: {', '.join(PRESETS)}, {GENERIC}, {TABLE}")
+    structural = ()
     if preset == TABLE:
         mapping, conflicts, notes = {}, {}, []
     elif preset in PRESETS:
@@ -191,6 +193,7 @@ def map_skeleton(names: Sequence[str], parents: Sequence[int], rest_positions: n
         preset = GENERIC
         mapping, conflicts, notes = _generic_mapping(names, paths, positions)
         notes += [closest] if closest else []
+        structural = _fill_from_structure(mapping, conflicts, names, parents, positions, paths, notes)
     conflicts = {j: c for j, c in conflicts.items() if j not in overrides}
     if conflicts:
         raise UnmappableSkeletonError("ambiguous skeleton: " + "; ".join(
@@ -204,7 +207,8 @@ def map_skeleton(names: Sequence[str], parents: Sequence[int], rest_positions: n
              "the table names no bone for them" if preset == TABLE else "name the bones with overrides")
     weights, interpolated, unmapped = _blend_weights(mapping, len(names))
     bones = tuple(names[mapping[j]] if j in mapping else None for j in JOINT_NAMES)
-    return BoneMap(bones, weights, interpolated, preset, unmapped, tuple(notes))
+    structural = tuple(j for j in JOINT_NAMES if j in structural and j not in overrides)
+    return BoneMap(bones, weights, interpolated, preset, unmapped, tuple(notes), structural)
 
 
 # ---------------------------------------------------------------------------------------------- input checks
@@ -324,12 +328,17 @@ def _classify(name: str):
     return side, None, {}
 
 
+def _joints_apart(paths: list[list[int]], positions: np.ndarray) -> list[bool]:
+    """Per bone: whether it is a joint of its own, not starting where its parent starts (CMU LowerBack)."""
+    scale = np.linalg.norm(np.ptp(positions, axis=0)) or 1.0
+    return [len(p) == 1 or np.linalg.norm(positions[b] - positions[p[1]]) > _COINCIDENT * scale
+            for b, p in enumerate(paths)]
+
+
 def _generic_mapping(names: list[str], paths: list[list[int]], positions: np.ndarray):
     """(joint -> bone index, conflicts, notes) from keywords and hierarchy."""
-    scale = np.linalg.norm(np.ptp(positions, axis=0)) or 1.0
     classes = [_classify(name) for name in names]
-    usable = [len(p) == 1 or np.linalg.norm(positions[b] - positions[p[1]]) > _COINCIDENT * scale
-              for b, p in enumerate(paths)]
+    usable = _joints_apart(paths, positions)
     roles = [role for _, role, _ in classes]
     mapping, conflicts, notes = {}, {}, []
     chain_roots = {}
@@ -355,6 +364,29 @@ def _generic_mapping(names: list[str], paths: list[list[int]], positions: np.nda
         mapping.update(_spine_and_neck(paths[head][1:paths[head].index(pelvis)][::-1], roles, usable, branch,
                                        positions))
     return mapping, conflicts, notes
+
+
+def _fill_from_structure(mapping, conflicts, names, parents, positions, paths, notes) -> set[str]:
+    """Joints the names left open, from the structural matcher; returns the joints filled. Bones the names took
+    stay theirs, and end bones the names call end, tip, IK or finger bones (_SKIP_WORDS, _FINGER) take no joint
+    (a toe-less foot's FootTip; CC's NeckTwist01, a chain through to the head, is the neck). Where the structure
+    shows no body the names stand alone, with a note why."""
+    found, why = _structural_mapping(parents, positions, paths, _joints_apart(paths, positions))
+    if why is not None:
+        if len(mapping) < NUM_JOINTS:
+            notes.append(f"structure: {why}")
+        return set()
+    for limb in (LEG, ARM):  # where the names tell a side of this limb, the structure's sides follow them
+        if any(mapping.get(f"{a}_{j}") == found.get(f"{b}_{j}") is not None for a, b in (SIDES, SIDES[::-1])
+               for j in limb):
+            for joint in limb:
+                pair = [found.pop(f"{s}_{joint}", None) for s in SIDES]
+                found.update((f"{s}_{joint}", b) for s, b in zip(SIDES[::-1], pair) if b is not None)
+    ends = set(range(len(names))) - set(parents.tolist())
+    taken = set(mapping.values()) | {b for b in ends if _classify(names[b])[1] in ("skip", "finger")}
+    filled = {j: b for j, b in found.items() if j not in mapping and j not in conflicts and b not in taken}
+    mapping.update(filled)
+    return set(filled)
 
 
 def _limb_chain(members: list[int], paths: list[list[int]]) -> list[int]:
@@ -430,23 +462,223 @@ def _find_pelvis(roles, paths, anchors, conflicts, names, notes) -> int | None:
 
 def _spine_and_neck(path: list[int], roles, usable, branch, positions) -> dict[str, int]:
     """spine1..3 and neck from the bones between pelvis and head (bottom to top). neck = the first neck-named
-    bone; spine1 = the lowest spine bone, spine3 = the one the arms hang from (else the highest), spine2 = the
-    one nearest the middle of those two; missing ones are interpolated later. Bones that start where their
-    parent starts (CMU LowerBack, Neck) are skipped."""
+    bone; the spine ends at the one the arms hang from (else the highest) (_spine_joints). Bones that start where
+    their parent starts (CMU LowerBack, Neck) are skipped."""
     path = [b for b in path if usable[b] and roles[b] in ("spine", "neck", None)]
     necks = [i for i, b in enumerate(path) if roles[b] == "neck"]
     mapping = {"neck": path[necks[0]]} if necks else {}
     spine = path[:necks[0]] if necks else path
     if branch in spine:
         spine = spine[:spine.index(branch) + 1]
-    if len(spine) == 1:
-        mapping["spine3" if spine[0] == branch else "spine2"] = spine[0]
-    elif spine:
-        mapping["spine1"], mapping["spine3"] = spine[0], spine[-1]
+    if len(spine) == 1 and spine[0] != branch:
+        mapping["spine2"] = spine[0]
+        return mapping
+    return mapping | _spine_joints(spine, positions)
+
+
+def _spine_joints(spine: list[int], positions) -> dict[str, int]:
+    """spine1..3 from the spine bones, bottom to top, the top one carrying the arms: spine3 = the top, spine1 =
+    the lowest, spine2 = the one nearest the middle of those two; missing ones are interpolated later."""
+    if not spine:
+        return {}
+    mapping = {"spine3": spine[-1]}
+    if len(spine) > 1:
+        mapping["spine1"] = spine[0]
         middle = (positions[spine[0]] + positions[spine[-1]]) / 2
         if len(spine) > 2:
             mapping["spine2"] = min(spine[1:-1], key=lambda b: np.linalg.norm(positions[b] - middle))
     return mapping
+
+
+# ---------------------------------------------------------------------------------------- structural matcher
+# Relative tolerances of the structural matcher. A limb is a branch at least _LIMB_REACH of the skeleton's extent
+# long, its left/right twin within _PAIR_RATIO of its length; legs point down against the spine (cosine below
+# _LEGS_DOWN); a bone within _RIDING of the distance between two joints off the line joining them rides on that
+# segment (twist and share bones); a hand or foot is a bone whose two or more children are all shorter than
+# _DIGIT of its limb up to it (fingers, toes); a last bone _END_BONE times longer than the one before it is an
+# end bone at the top of the skull, not the head; a toe points less than 45 deg up from its ankle (_TOE_UP, a sine:
+# a heel strike lifts it).
+_LIMB_REACH, _PAIR_RATIO, _LEGS_DOWN, _RIDING, _DIGIT, _END_BONE, _TOE_UP = 0.15, 0.8, -0.5, 0.03, 0.5, 1.5, 0.7
+
+
+class _Tree:
+    """The hierarchy and rest heads as the structural matcher walks them: children, the length of the longest
+    path below each bone, and which bones are joints (`usable`: not starting where their parent starts)."""
+
+    def __init__(self, parents: np.ndarray, positions: np.ndarray, paths: list[list[int]], usable: list[bool]):
+        self.parents, self.positions, self.paths, self.usable = parents, positions, paths, usable
+        self.children = [[] for _ in parents]
+        for bone, parent in enumerate(parents):
+            if parent >= 0:
+                self.children[parent].append(bone)
+        self.segment = np.array([np.linalg.norm(positions[b] - positions[p]) if p >= 0 else 0.0
+                                 for b, p in enumerate(parents)])
+        self.below = np.zeros(len(parents))
+        for bone in sorted(range(len(parents)), key=lambda b: -len(paths[b])):  # children before parents
+            if parents[bone] >= 0:
+                self.below[parents[bone]] = max(self.below[parents[bone]], self.reach(bone))
+        self.extent = np.linalg.norm(np.ptp(positions, axis=0)) or 1.0
+
+    def reach(self, bone: int) -> float:
+        """Length of the longest path from the bone's parent down through it."""
+        return self.segment[bone] + self.below[bone]
+
+    def main_path(self, bone: int) -> list[int]:
+        """The joints from `bone` down its longest path."""
+        path = [bone]
+        while self.children[path[-1]]:
+            path.append(max(self.children[path[-1]], key=self.reach))
+        return [b for b in path if self.usable[b]]
+
+    def distance(self, a: int, b: int) -> float:
+        return float(np.linalg.norm(self.positions[b] - self.positions[a]))
+
+    def is_hand(self, bone: int, limb: float) -> bool:
+        """Two or more children, all short next to the limb up to the bone: fingers or toes."""
+        kids = self.children[bone]
+        return len(kids) >= 2 and all(self.reach(k) < _DIGIT * limb for k in kids)
+
+    def riding(self, bone: int, a: int, b: int) -> bool:
+        """Whether the bone lies on the line from joint a to joint b (a twist or share bone)."""
+        span, offset = self.positions[b] - self.positions[a], self.positions[bone] - self.positions[a]
+        length = np.linalg.norm(span)
+        return bool(length > 0 and np.linalg.norm(np.cross(offset, span)) <= _RIDING * length ** 2)
+
+
+def _structural_mapping(parents, positions, paths, usable) -> tuple[dict[str, int], str | None]:
+    """(joint -> bone index, None) from the hierarchy and the rest heads alone, or ({}, why not). The body: a
+    fork of two limbs pointing down (legs) and a spine up to a fork of two more limbs (arms) and a neck; sides
+    as they come (left and right are told on the rest positions afterwards)."""
+    tree = _Tree(parents, positions, paths, usable)
+    pairs = []
+    for hub, kids in enumerate(tree.children):
+        limbs = [k for k in kids if tree.reach(k) >= _LIMB_REACH * tree.extent and len(tree.main_path(k)) >= 2]
+        pairs += [(hub, a, b) for i, a in enumerate(limbs) for b in limbs[i + 1:]
+                  if min(tree.reach(a), tree.reach(b)) >= _PAIR_RATIO * max(tree.reach(a), tree.reach(b))]
+    bodies = []
+    for legs in pairs:
+        for arms in pairs:
+            fork = _common_ancestor([legs[0], arms[0]], paths)
+            if (fork is None or arms[0] in (fork, legs[0]) or any(b in paths[arms[0]] for b in legs[1:])
+                    or any(b in paths[legs[0]] for b in arms[1:])):
+                continue
+            up = _unit(positions[arms[0]] - positions[legs[0]])
+            if all(_unit(positions[tree.main_path(b)[-1]] - positions[legs[0]]) @ up < _LEGS_DOWN for b in legs[1:]):
+                bodies.append((legs, arms, fork, up))
+    if len(bodies) != 1:
+        return {}, (f"{len(bodies)} bodies in one skeleton" if bodies else
+                    "no two legs pointing down from a spine that forks into two arms")
+    (_, *legs), (arm_hub, *arms), fork, up = bodies[0]
+    mapping = {}
+    for side, leg, arm in zip(SIDES, legs, arms):
+        mapping.update(_limb_joints(tree, tree.main_path(leg), f"{side}_", LEG[:3], up))
+        mapping.update(_limb_joints(tree, tree.main_path(arm), f"{side}_", ARM[1:], up))
+    _detached_ankles(tree, mapping, fork, up)
+    if any(f"{side}_{joint}" not in mapping for side in SIDES for joint in ("hip", "shoulder")):
+        return {}, "limbs without three joints"
+    pelvis = fork
+    hips = min(positions[mapping[f"{side}_hip"]] @ up for side in SIDES)
+    while usable[pelvis] and parents[pelvis] >= 0 and positions[parents[pelvis]] @ up >= hips:
+        pelvis = int(parents[pelvis])  # the legs fork above the pelvis bone (3ds Max Biped: thighs on the spine)
+    mapping["pelvis"] = pelvis
+    spine = [b for b in paths[arm_hub][:paths[arm_hub].index(pelvis)][::-1]
+             if usable[b] and (positions[b] - positions[pelvis]) @ up > 0]
+    neck = _neck_and_head(tree, arm_hub, arms, up)
+    if not neck:
+        return {}, "no neck or head above the arms"
+    mapping["head"] = neck[-1]
+    if len(neck) > 1:
+        mapping["neck"] = neck[0]
+    elif len(spine) > 1:  # the arms hang from the neck (3ds Max Biped)
+        mapping["neck"] = spine.pop()
+    return mapping | _spine_joints(spine, positions), None
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(v)
+    return v / norm if norm > 0 else v
+
+
+def _limb_joints(tree: _Tree, chain: list[int], prefix: str, slots: tuple[str, ...], up) -> dict[str, int]:
+    """The three real joints of a leg (hip, knee, ankle) or an arm (shoulder, elbow, wrist) along its chain: upper
+    and lower segment about as long, as much of the chain between them as can be, no bone skipped that does not
+    ride on its segment; the wrist or ankle is no further than a hand or foot (its children all short). A leg's toe is the joint after
+    the ankle unless it points up; an arm's collar the joint before its shoulder."""
+    along = np.concatenate([[0.0], np.cumsum([tree.distance(a, b) for a, b in zip(chain, chain[1:])])])
+    total = along[-1]
+    if total == 0 or len(chain) < 3:
+        return {f"{prefix}{slot}": bone for slot, bone in zip(slots, chain)} if len(chain) == 2 else {}
+    end = next((i for i, b in enumerate(chain) if i >= 2 and tree.is_hand(b, along[i])), len(chain) - 1)
+    best, found = np.inf, None
+    for i in range(end + 1):
+        for j in range(i + 1, end + 1):
+            for k in range(j + 1, end + 1):
+                upper, lower = tree.distance(chain[i], chain[j]), tree.distance(chain[j], chain[k])
+                skipped = sum(not tree.riding(chain[m], chain[a], chain[b]) for a, b in ((i, j), (j, k))
+                              for m in range(a + 1, b))
+                cost = abs(np.log(upper / lower)) + skipped + (total - upper - lower) / total if upper * lower else np.inf
+                if cost < best:
+                    best, found = cost, (i, j, k)
+    if found is None:
+        return {}
+    mapping = {prefix + slot: chain[i] for slot, i in zip(slots, found)}
+    if slots[0] == "shoulder" and found[0] > 0:
+        mapping[prefix + "collar"] = chain[0]
+    if slots[0] == "hip" and found[2] + 1 < len(chain):
+        _set_toe(tree, mapping, prefix, chain[found[2] + 1], up)
+    return mapping
+
+
+def _set_toe(tree: _Tree, mapping: dict[str, int], prefix: str, toe: int, up) -> None:
+    """The toe joint, unless it points up from the ankle more steeply than _TOE_UP (a sine)."""
+    if (tree.positions[toe] - tree.positions[mapping[prefix + "ankle"]]) @ up <= _TOE_UP * tree.distance(
+            mapping[prefix + "ankle"], toe):
+        mapping[prefix + "foot"] = toe
+
+
+def _detached_ankles(tree: _Tree, mapping: dict[str, int], fork: int, up) -> None:
+    """A leg ending at its knee takes as ankle the nearest joint outside the body's hierarchy at least half a
+    thigh below the knee and within two thighs of it (IK rigs hang the feet from the root)."""
+    outside = [b for b in range(len(tree.parents)) if tree.usable[b] and fork not in tree.paths[b]
+               and b not in tree.paths[fork]]
+    for side in SIDES:
+        hip, knee = mapping.get(f"{side}_hip"), mapping.get(f"{side}_knee")
+        if hip is None or knee is None or f"{side}_ankle" in mapping:
+            continue
+        thigh = tree.distance(hip, knee)
+        below = [b for b in outside if (tree.positions[knee] - tree.positions[b]) @ up >= thigh / 2
+                 and tree.distance(knee, b) <= 2 * thigh and b not in mapping.values()]
+        if below:
+            mapping[f"{side}_ankle"] = ankle = min(below, key=lambda b: tree.distance(knee, b))
+            toes = tree.main_path(ankle)[1:]
+            if toes:
+                _set_toe(tree, mapping, f"{side}_", toes[0], up)
+
+
+def _neck_and_head(tree: _Tree, arm_hub: int, arms: list[int], up) -> list[int]:
+    """The joints from above the arms' fork to the head: the fork's other branch that rises highest, followed
+    until it forks again (eyes, face) or ends, less a last bone longer than the one before it (an end bone at
+    the top of the skull: Mixamo HeadTop_End, 3ds Max HeadNub)."""
+    def top(bone):
+        return max(tree.positions[b] @ up for b in tree.main_path(bone) or [bone])
+    others = [k for k in tree.children[arm_hub] if k not in arms and top(k) > tree.positions[arm_hub] @ up]
+    if not others:
+        return []
+    chain, bone = [], max(others, key=top)
+    while True:
+        if tree.usable[bone]:
+            chain.append(bone)
+        kids = tree.children[bone]
+        while len(kids) == 1 and not tree.usable[kids[0]]:  # look through bones at their parent's head
+            kids = tree.children[kids[0]]
+        if len(kids) != 1:
+            break
+        bone = kids[0]
+    if len(chain) >= 2 and not tree.children[chain[-1]]:
+        before = tree.distance(chain[-3], chain[-2]) if len(chain) >= 3 else tree.distance(arm_hub, chain[-2])
+        if tree.distance(chain[-2], chain[-1]) > _END_BONE * before:
+            chain.pop()
+    return chain
 
 
 # ---------------------------------------------------------------------------------------- sides, validation
@@ -503,7 +735,7 @@ def _require(mapping: dict[str, int], notes: list[str], names: list[str], remedy
         elif missing:
             problems.append(f"{label} incomplete: {', '.join(missing)} not found")
     if problems:
-        hint = "".join(f"; {n}" for n in notes if n.startswith("no preset"))
+        hint = "".join(f"; {n}" for n in notes if n.startswith(("no preset", "structure:")))
         raise UnmappableSkeletonError("; ".join(problems) + hint + f" ({remedy})",
                                       {joint: names[bone] for joint, bone in mapping.items()})
 

@@ -26,6 +26,10 @@ Z_UP_TO_Y_UP = Rotation.from_euler("x", -90, degrees=True).as_matrix()
 _AXES = {"y": 1, "z": 2}
 _FEET = list(LEFT_FOOT_JOINTS + RIGHT_FOOT_JOINTS)
 _UPRIGHT_COSINE = np.cos(np.radians(45))
+# The up axis' score: the share of frames upright along it, less _FLOOR_DRIFT times the spread of its floor (the
+# lowest joint, in body lengths): a floor wandering by a quarter of the body outweighs a body upright throughout
+# (a body lying along the axis looks upright, but travels along the floor as it gets up or down).
+_FLOOR_DRIFT = 4.0
 
 
 def _standing_height(joints: np.ndarray) -> np.ndarray:
@@ -33,36 +37,43 @@ def _standing_height(joints: np.ndarray) -> np.ndarray:
     return joints[:, JOINT_INDEX["head"], 1] - joints[:, _FEET, 1].min(axis=1)
 
 
-def _upright_axis(joints: np.ndarray, candidates: list[str]) -> str | None:
-    """The candidate axis that the pelvis -> head direction of (22, 3) joints points along, if any."""
+def _body_length(joints: np.ndarray) -> float:
+    """Thigh and shin (mean of the sides) plus pelvis -> head of (F, 22, 3) joints, median over frames: the
+    body's size in any pose (crawling, lying), a little short of its standing height (HumanML3D's subject:
+    1.45 m, standing 1.57 m)."""
+    legs = [np.linalg.norm(joints[:, JOINT_INDEX[f"{side}_{a}"]] - joints[:, JOINT_INDEX[f"{side}_{b}"]], axis=-1)
+            for side in ("left", "right") for a, b in (("hip", "knee"), ("knee", "ankle"))]
+    torso = np.linalg.norm(joints[:, JOINT_INDEX["head"]] - joints[:, JOINT_INDEX["pelvis"]], axis=-1)
+    return float(np.median(sum(legs) / 2 + torso))
+
+
+def _up_axis(joints: np.ndarray) -> tuple[str, str]:
+    """(The up axis of (F, 22, 3) joints in file axes, the evidence) from the whole clip: the axis along which
+    the feet -> head direction points in most frames, never upside down on average, whose floor (the lowest
+    joint) stays put (_FLOOR_DRIFT). A clip with no upright frame (a crawl, lying down) is decided by its floor
+    alone; a tie goes to y, the BVH convention."""
+    body = joints[:, JOINT_INDEX["head"]] - joints[:, _FEET].mean(axis=1)
+    body /= np.maximum(np.linalg.norm(body, axis=-1, keepdims=True), 1e-12)
+    size = _body_length(joints) or 1.0
+    evidence = {}
+    for axis, column in _AXES.items():
+        upright = float(np.mean(body[:, column] > _UPRIGHT_COSINE))
+        drift = float(np.std(joints[:, :, column].min(axis=1)) / size)
+        evidence[axis] = (upright + min(0.0, float(body[:, column].mean())) - _FLOOR_DRIFT * drift, upright, drift)
+    axis = max(evidence, key=lambda a: evidence[a][0])
+    return axis, (f"feet -> head within 45 deg of +{axis} in {evidence[axis][1]:.0%} of frames, its floor "
+                  f"drifting {evidence[axis][2]:.2g} body lengths")
+
+
+def _upright(joints: np.ndarray, axis: str) -> bool:
+    """Whether the pelvis -> head direction of (22, 3) joints points along +axis (within 45 deg)."""
     spine = joints[JOINT_INDEX["head"]] - joints[JOINT_INDEX["pelvis"]]
-    length = np.linalg.norm(spine)
-    return next((axis for axis in candidates if spine[_AXES[axis]] > _UPRIGHT_COSINE * length), None)
+    return bool(spine[_AXES[axis]] > _UPRIGHT_COSINE * np.linalg.norm(spine))
 
 
-def _map_standing_pose(bvh: Bvh, rotations: np.ndarray, positions: np.ndarray, up: str):
-    """Map the skeleton on its rest pose, or on frame 0 where the rest pose is not a standing body (zero
-    rotations lay Bandai-Namco's bones along their parents' x axes). Returns (pose name, (1, J, 3, 3)
-    rotations and (1, J, 3) positions of the pose, bone map, up axis)."""
-    candidates = ["y", "z"] if up == "auto" else [up]
-    errors, seen = [], []
-    rest = (np.broadcast_to(np.eye(3), (1, len(bvh.names), 3, 3)), bvh.rest_positions()[None])
-    for pose_name, (pose_rotations, pose) in (("the rest pose", rest), ("frame 0", (rotations[:1], positions[:1]))):
-        try:
-            bone_map = map_skeleton(bvh.names, bvh.parents, pose[0])
-        except UnmappableSkeletonError as err:
-            errors.append(err)
-            continue
-        joints = bone_map.weights @ pose[0]
-        axis = _upright_axis(joints, candidates)
-        if axis is not None:
-            return pose_name, pose_rotations, pose, bone_map, axis
-        spine = joints[JOINT_INDEX["head"]] - joints[JOINT_INDEX["pelvis"]]
-        seen.append(f"{pose_name} {np.round(spine / np.linalg.norm(spine), 2).tolist()}")
-    if errors and not seen:
-        raise errors[0]
-    raise ValueError(f"{bvh.source}: the body is not upright along {' or '.join('+' + a for a in candidates)} "
-                     f"(pelvis -> head direction: {'; '.join(seen)}); pass up='y' or up='z'")
+def _map_on(bvh: Bvh, pose_name: str, rotations: np.ndarray, positions: np.ndarray):
+    """(pose name, (1, J, 3, 3) rotations and (1, J, 3) positions of the pose, the bone map made on it)."""
+    return pose_name, rotations, positions, map_skeleton(bvh.names, bvh.parents, positions[0])
 
 
 def _smpl_joints(bvh: Bvh, bone_map, rotations: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -82,10 +93,11 @@ def _smpl_joints(bvh: Bvh, bone_map, rotations: np.ndarray, positions: np.ndarra
 def bvh_to_smpl_joints(source, fps: float = 20.0, up: str = "auto", scale: float | None = None):
     """A humanoid BVH (path or Bvh) -> ((T, 22, 3) float64 SMPL joints in metres, y up, at `fps`; a report).
 
-    up: the file's up axis, "y", "z" or "auto" (the pelvis -> head direction of the standing pose);
+    up: the file's up axis, "y", "z" or "auto" (decided on the whole clip, _up_axis);
     scale: metres per file unit, or None to pick the unit that makes the standing height human. The standing
-    height is the larger of the mapped pose's and the clip's 95th percentile, so that a clip mapped on a
-    crouching frame 0 still measures its full height.
+    height is the largest of the mapped pose's, the clip's 95th percentile and the body's length (thighs, shins
+    and pelvis -> head), so that a clip mapped on a crouching frame 0, or crawling throughout, still measures
+    its full height.
     """
     if up not in ("auto", "y", "z"):
         raise ValueError(f"up must be 'auto', 'y' or 'z', got {up!r}")
@@ -97,12 +109,30 @@ def bvh_to_smpl_joints(source, fps: float = 20.0, up: str = "auto", scale: float
     if len(bvh.motion) == 0:
         raise ValueError(f"{bvh.source}: the file has no frames")
     rotations, positions = bvh.global_transforms()
-    pose_name, pose_rotations, pose, bone_map, axis = _map_standing_pose(bvh, rotations, positions, up)
+    # the map is made on the rest pose, or on frame 0 where the rest pose is no upright body (zero rotations lay
+    # Bandai-Namco's and ACCAD's bones along their parents' x axes) or cannot be mapped
+    frame0 = ("frame 0", rotations[:1], positions[:1])
+    rest = ("the rest pose", np.eye(3)[None, None].repeat(len(bvh.names), axis=1), bvh.rest_positions()[None])
+    try:
+        pose_name, pose_rotations, pose, bone_map = _map_on(bvh, *rest)
+    except UnmappableSkeletonError as err:
+        try:
+            pose_name, pose_rotations, pose, bone_map = _map_on(bvh, *frame0)
+        except UnmappableSkeletonError:
+            raise err from None
     joints = _smpl_joints(bvh, bone_map, rotations, positions)
+    axis, evidence = (up, None) if up != "auto" else _up_axis(joints)
+    if pose_name != frame0[0] and not _upright(bone_map.weights @ pose[0], axis):
+        try:
+            pose_name, pose_rotations, pose, bone_map = _map_on(bvh, *frame0)
+            joints = _smpl_joints(bvh, bone_map, rotations, positions)
+        except UnmappableSkeletonError:
+            pass
     standing = _smpl_joints(bvh, bone_map, pose_rotations, pose)
     if axis == "z":
         joints, standing = joints @ Z_UP_TO_Y_UP.T, standing @ Z_UP_TO_Y_UP.T
-    height = max(_standing_height(standing)[0], np.percentile(_standing_height(joints), 95))
+    height = max(_standing_height(standing)[0], np.percentile(_standing_height(joints), 95),
+                 _body_length(joints))
     if not height > 0:
         raise ValueError(f"{bvh.source}: the head is not above the feet in {pose_name} nor in the frames")
     if scale is not None:
@@ -116,7 +146,8 @@ def bvh_to_smpl_joints(source, fps: float = 20.0, up: str = "auto", scale: float
     joints = resample(joints * scale, fps, bvh.fps)
     lines = [
         f"{bvh.source}: {len(positions)} frames at {bvh.fps:g} fps -> {len(joints)} frames at {fps:g} fps",
-        f"up axis: {axis} ({'detected' if up == 'auto' else 'given'})" + (", rotated to y up" if axis == "z" else ""),
+        f"up axis: {axis} ({'given' if up != 'auto' else 'detected: ' + evidence})"
+        + (", rotated to y up" if axis == "z" else ""),
         f"unit: {unit}; standing height (head joint to lowest foot): {height:.4g} file units = "
         f"{height * scale:.2f} m",
         f"bone map (made on {pose_name}):",

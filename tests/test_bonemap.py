@@ -248,6 +248,7 @@ QUATERNIUS_2019 = [  # IK rig: legs hang from 'Body' (not 'Hips'), feet and pole
         *chain("Torso", (f"Shoulder.{s}", f"{side}_collar"), (f"UpperArm.{s}", f"{side}_shoulder"),
                (f"LowerArm.{s}", f"{side}_elbow"), (f"Palm.{s}", f"{side}_wrist"),
                (f"MiddleHand.{s}", f"{side}_wrist+0.05,0,0"), (f"Fingers.{s}", f"{side}_wrist+0.1,0,0")),
+        (f"Thumb1.{s}", f"Palm.{s}", f"{side}_wrist+0.02,0,0.03"),
         *chain("Body", (f"UpperLeg.{s}", f"{side}_hip"), (f"LowerLeg.{s}", f"{side}_knee")),
         (f"Foot.{s}", "Bone", f"{side}_ankle"), (f"PoleTarget.{s}", "Bone", f"{side}_knee+0,0,0.7")]),
 ]
@@ -513,6 +514,172 @@ def test_real_bandai_clip_on_its_zero_pose_and_first_frame(tmp_path):
     spine, chest = bvh.names.index("Spine"), bvh.names.index("Chest")
     np.testing.assert_allclose(joints[:, JOINT_INDEX["spine2"]], (frames[:, spine] + frames[:, chest]) / 2)
     np.testing.assert_allclose(joints[:, JOINT_INDEX["left_hip"]], frames[:, bvh.names.index("UpperLeg_L")])
+
+
+# ------------------------------------------------------------------------------------- structure alone
+def renamed(names: list[str], seed: int = 0) -> list[str]:
+    """Every bone name replaced by a random string of consonants: no word a name matcher knows."""
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), 10)) for _ in names]
+
+
+def by_structure(names, parents, positions, seed: int = 0) -> tuple[str | None, ...]:
+    """The bones (real names) a map of the skeleton with random names finds: the structure's alone."""
+    fake = renamed(names, seed)
+    bone_map = map_skeleton(fake, parents, positions)
+    assert bone_map.preset == "generic" and set(bone_map.structural) == {
+        joint for joint, bone in zip(JOINT_NAMES, bone_map.bones) if bone is not None}
+    return tuple(None if bone is None else names[fake.index(bone)] for bone in bone_map.bones)
+
+
+@pytest.mark.parametrize("frame, arms", [("bvh", "T"), ("blender_cm", "down"), ("unreal", "A")])
+def test_structure_alone_finds_what_names_find(frame, arms):
+    """Every preset's rig and every generic rig above, renamed at random: the hierarchy and the rest heads give
+    the bones the names give (presets aside that skip spine bones: ue5 takes spine_03 of five as spine2, the
+    structure the one nearest the middle)."""
+    rigs = {preset: (standard_rig(table, EXTRAS.get(preset, ())), dict(arms=arms, knee_bend=10, frame=frame),
+                     expected(table)) for preset, table in TABLES.items() if preset != "ue5"}
+    rigs.update({case: (bones, pose, tuple(None if w in "~-" else w for w in (
+        table.split("|") if "|" in table else table.split()))) for case, (bones, pose, table) in GENERIC_CASES.items()})
+    for name, (bones, pose, want) in rigs.items():
+        assert by_structure(*build(bones, **pose)) == want, name
+
+
+def odd_rig(spine: int = 3, collars: bool = True, toes: bool = True, twists: bool = False, root: bool = False):
+    """(bones, expected map) of a rig no preset knows: `spine` bones from pelvis to the arms' fork (the first
+    spine1, the last spine3, the one nearest their middle spine2), optionally no collars, no toes, twist bones
+    inside the thigh and forearm chains (riding halfway), a root bone on the floor above the pelvis."""
+    bones = [("root", None, "pelvis+0,-0.95,0")] if root else []
+    bones.append(("pelvis", "root" if root else None, "pelvis"))
+    spine_names = [f"spine{k}" for k in range(1, spine + 1)]
+    bones += chain("pelvis", *((name, f"pelvis/spine3:{k / spine:.4f}") for k, name in enumerate(spine_names, 1)))
+    bones += chain(spine_names[-1], ("neck", "neck"), ("head", "head"), ("head_top", "head+0,0.2,0"))
+    want = {"pelvis": "pelvis", "spine1": spine_names[0] if spine > 1 else None, "spine3": spine_names[-1],
+            "spine2": spine_names[(spine - 1) // 2] if spine > 2 else None, "neck": "neck",
+            "head": "head"}
+    for s, side in (("L", "left"), ("R", "right")):
+        leg = [(f"thigh_{s}", f"{side}_hip")] + [(f"thigh_twist_{s}", f"{side}_hip/{side}_knee:0.5")] * twists
+        leg += [(f"shin_{s}", f"{side}_knee"), (f"foot_{s}", f"{side}_ankle")] + [(f"toe_{s}", f"{side}_foot")] * toes
+        arm = [(f"clavicle_{s}", f"{side}_collar")] * collars + [(f"upper_{s}", f"{side}_shoulder"),
+                                                                (f"fore_{s}", f"{side}_elbow")]
+        arm += [(f"fore_twist_{s}", f"{side}_elbow/{side}_wrist:0.5")] * twists + [(f"hand_{s}", f"{side}_wrist")]
+        bones += chain("pelvis", *leg) + chain(spine_names[-1], *arm)
+        bones += [(f"{finger}_{s}", f"hand_{s}", f"{side}_wrist+0.08,0,{z}") for finger, z in (("a", 0.0), ("b", 0.03))]
+        want.update({f"{side}_hip": f"thigh_{s}", f"{side}_knee": f"shin_{s}", f"{side}_ankle": f"foot_{s}",
+                     f"{side}_foot": f"toe_{s}" if toes else None, f"{side}_collar": f"clavicle_{s}" if collars else None,
+                     f"{side}_shoulder": f"upper_{s}", f"{side}_elbow": f"fore_{s}", f"{side}_wrist": f"hand_{s}"})
+    return bones, tuple(want[joint] for joint in JOINT_NAMES)
+
+
+@pytest.mark.parametrize("rig, pose", [
+    (dict(spine=2), dict(arms="T")), (dict(spine=5), dict(arms="A", frame="unreal")),
+    (dict(spine=1, collars=False), dict(arms="down", knee_bend=20)), (dict(toes=False), dict(arms="T", knee_bend=10)),
+    (dict(twists=True, root=True), dict(arms="A", frame="blender_cm")),
+    (dict(spine=4, collars=False, toes=False, twists=True), dict(arms="down", knee_bend=15, frame="unreal")),
+])
+def test_structure_maps_odd_hierarchies(rig, pose):
+    bones, want = odd_rig(**rig)
+    assert by_structure(*build(bones, **pose)) == want
+    mirrored = tuple(bone and bone.translate(str.maketrans("LR", "RL")) for bone in want)
+    assert by_structure(*build(bones, mirror=True, **pose)) == mirrored  # left and right from the rest positions
+
+
+def test_structure_marks_the_joints_it_found_and_names_keep_theirs():
+    """Daz-style names the name matcher half reads (lShldr is no word it knows): the structure adds the
+    shoulders, marked as such in the report; the joints the names found stay the names' (a leg named by its
+    mirror image keeps its name's bones, then the rest positions swap the sides)."""
+    bones, _ = odd_rig(collars=True)
+    daz = {"pelvis": "hip", "clavicle_L": "lCollar", "upper_L": "lShldr", "fore_L": "lForeArm", "hand_L": "lHand",
+           "thigh_L": "lThigh", "shin_L": "lShin", "foot_L": "lFoot", "head": "head", "neck": "neck"}
+    daz |= {k.replace("_L", "_R"): v.replace("l", "r", 1) for k, v in daz.items() if k.endswith("_L")}
+    names, parents, positions = build([(daz.get(n, n), daz.get(p, p), w) for n, p, w in bones])
+    bone_map = map_skeleton(names, parents, positions)
+    assert bone_map.bones[JOINT_INDEX["left_shoulder"]] == "lShldr" and bone_map.bones[JOINT_INDEX["right_wrist"]] == "rHand"
+    assert "left_shoulder" in bone_map.structural and "left_wrist" not in bone_map.structural
+    assert "  left_shoulder  <- lShldr (by structure)" in bone_map.report()
+
+
+def test_structure_refuses_a_quadruped_and_a_torso_without_arms():
+    """A dog (spine level, four legs down) is no body to the structure: the names' message stands, with the
+    structure's reason; so is a rig whose arm stops at the clavicle (names say which joints are missing)."""
+    dog = [("Hips", None, "pelvis"), ("Spine", "Hips", "pelvis+0,0,-0.25"), ("Chest", "Spine", "pelvis+0,0,-0.5"),
+           ("Neck", "Chest", "pelvis+0,0.15,-0.65"), ("Head", "Neck", "pelvis+0,0.25,-0.75")]
+    for s, side in (("L", "left"), ("R", "right")):
+        dog += chain("Hips", *((f"Back{b}_{s}", f"{side}_{j}") for b, j in (("Leg", "hip"), ("Shin", "knee"),
+                                                                           ("Foot", "ankle"), ("Toe", "foot"))))
+        dog += chain("Chest", *((f"Front{b}_{s}", f"{side}_{j}+0,0,-0.5") for b, j in (
+            ("Leg", "hip"), ("Shin", "knee"), ("Paw", "ankle"), ("Toe", "foot"))))
+    for names in (None, "random"):
+        rig = build(dog)
+        if names:
+            rig = (renamed(rig[0]), *rig[1:])
+        with pytest.raises(UnmappableSkeletonError, match="no left arm.*structure: no two legs pointing down from a "
+                                                          "spine that forks into two arms"):
+            map_skeleton(*rig)
+    armless = MIXAMO.replace("LeftArm", "-").replace("LeftForeArm", "-").replace("LeftHand", "-")
+    with pytest.raises(UnmappableSkeletonError, match="left arm incomplete: left_elbow, left_wrist not found"):
+        map_skeleton(*build(standard_rig(armless)), preset="generic")
+
+
+# Real skeletons, each in the pose its map is made on (BVH: the rest pose, or frame 0 where that lies along x or
+# cannot be mapped, as core.mocap does; Blender rigs: world-space rest heads after import): the 22 bones their real
+# names give (the generic matcher: names, then the structure; '-' or '~': interpolated or unmapped).
+CC = "Hip L_Thigh R_Thigh Waist L_Calf R_Calf Spine01 L_Foot R_Foot Spine02 L_ToeBase R_ToeBase NeckTwist01 " \
+     "L_Clavicle R_Clavicle Head L_Upperarm R_Upperarm L_Forearm R_Forearm L_Hand R_Hand"
+REAL_SKELETONS = {
+    "rigs/bvh_cmu_12_01_walk_mobu.bvh": TABLES["cmu"],
+    "rigs/bvh_zup_nomixamoprefix.bvh": MIXAMO.replace("Spine2", "Spine3").replace("Spine1", "Spine2"),
+    "rigs/bvh_smpl22_humanml3d_momask_template.bvh": TABLES["smpl22_template"],
+    "more-mocap/cmu/bvh_daz/07_12.bvh": "hip lThigh rThigh abdomen lShin rShin ~ lFoot rFoot chest ~ ~ neck lCollar "
+                                        "rCollar head lShldr rShldr lForeArm rForeArm lHand rHand",
+    "more-mocap/cmu/bvh_cc/007_01.bvh": " ".join("CC_Base_" + bone for bone in CC.split()),
+    "more-mocap/cmu/bvh_cc/002_01.bvh": " ".join("CC_Base_" + bone for bone in CC.split()),
+    "more-mocap/accad/general/Male2-Run_turn_right_90.bvh": MIXAMO.replace("Spine2", "Spine4").replace("Spine1",
+                                                                                                        "Spine2"),
+    "bandai": TABLES["bandai"],
+    "blender/ue5": TABLES["ue4"],
+    "blender/quaternius_modular": GENERIC_CASES["quaternius_modular"][2],
+    "blender/quaternius_2019_ik": GENERIC_CASES["quaternius_2019"][2],
+    "blender/cesiumman": GENERIC_CASES["cesium_man"][2],
+}
+
+
+def real_skeleton(name: str, more_mocap, bandai_bvh):
+    """(names, parents, positions) of a REAL_SKELETONS entry."""
+    if name.startswith("blender/"):
+        bpy = pytest.importorskip("bpy")
+        from tests.test_solver_bpy import import_rig
+        bpy.ops.wm.read_homefile(use_empty=True)
+        ob = import_rig(name.removeprefix("blender/"))
+        names = [bone.name for bone in ob.data.bones]
+        parents = [names.index(bone.parent.name) if bone.parent else -1 for bone in ob.data.bones]
+        heads = np.array([np.array(ob.matrix_world) @ np.append(bone.head_local, 1.0) for bone in ob.data.bones])
+        return names, parents, heads[:, :3]
+    path = {"rigs": lambda p: shared_path("rigs", p), "more-mocap": lambda p: more_mocap / p,
+            "bandai": lambda p: bandai_bvh}[name.split("/")[0]](name.partition("/")[2])
+    bvh = read_bvh(path)
+    rest_lies = name.startswith(("more-mocap/cmu/bvh_cc", "more-mocap/accad", "bandai"))
+    return bvh.names, bvh.parents, bvh.global_positions()[0] if rest_lies else bvh.rest_positions()
+
+
+@pytest.fixture(scope="module")
+def bandai_bvh(tmp_path_factory):
+    """The first .bvh in the Bandai-Namco archive, streamed out."""
+    with tarfile.open(shared_path("data", "bandai-namco-motion.tar.xz"), "r|xz") as stream:
+        member = next(m for m in stream if m.name.endswith(".bvh"))
+        path = tmp_path_factory.mktemp("bandai") / "clip.bvh"
+        path.write_bytes(stream.extractfile(member).read())
+    return path
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", list(REAL_SKELETONS))
+def test_real_skeletons_renamed_at_random_map_as_their_names_do(name, more_mocap, bandai_bvh):
+    names, parents, positions = real_skeleton(name, more_mocap, bandai_bvh)
+    want = tuple(None if bone in "-~" else bone for bone in REAL_SKELETONS[name].split())
+    assert map_skeleton(names, parents, positions, preset="generic").bones == want
+    for seed in range(3):
+        assert by_structure(names, parents, positions, seed) == want
 
 
 # ------------------------------------------------------------------------------------------ complete tables

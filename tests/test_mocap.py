@@ -8,10 +8,10 @@ import pytest
 from core.bonemap import UnmappableSkeletonError, map_skeleton
 from core.bvh import read_bvh
 from core.cli import main as momask
-from core.mocap import bvh_to_smpl_joints
+from core.mocap import Z_UP_TO_Y_UP, bvh_to_smpl_joints
 from core.skeleton import JOINT_INDEX, LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
 from core.timebase import resample
-from tests.conftest import shared_path
+from tests.conftest import ACCAD_UP_FROM_CLIP, shared_path
 
 FEET = list(LEFT_FOOT_JOINTS + RIGHT_FOOT_JOINTS)
 
@@ -51,7 +51,7 @@ def test_real_bvh_become_upright_metric_joints_at_20_fps(name, frames, fps, unit
     joints, report = bvh_to_smpl_joints(shared_path("rigs", name))
     assert joints.shape == ((frames - 1) * 20 // fps + 1, 22, 3) and joints.dtype == np.float64
     assert f"{frames} frames at {fps} fps" in report
-    assert f"up axis: {up} (detected)" in report
+    assert f"up axis: {up} (detected: feet -> head within 45 deg of +{up} in 100% of frames" in report
     assert f"unit: {unit}" in report
     body = standing(joints)
     assert body["head_above_pelvis"].all()
@@ -71,8 +71,10 @@ def test_z_up_file_is_turned_upright_not_mirrored():
     np.testing.assert_allclose(joints[:, 0], positions[:, hips] @ np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
                                * 0.0254, atol=1e-9)
     np.testing.assert_allclose(joints[:, JOINT_INDEX["head"], 1], positions[:, head, 2] * 0.0254, atol=1e-9)
-    with pytest.raises(ValueError, match="not upright along \\+y"):
-        bvh_to_smpl_joints(path, up="y")
+    # told y, the file is taken as y up: the same body, lying on its back (head towards -z), same unit
+    lying, report = bvh_to_smpl_joints(path, fps=30.0, up="y")
+    assert "up axis: y (given)" in report and "inch (detected)" in report
+    np.testing.assert_allclose(lying, joints @ Z_UP_TO_Y_UP, atol=1e-9)
 
 
 @pytest.mark.shared
@@ -159,7 +161,7 @@ def test_bandai_clip_in_centimetres_mapped_on_its_first_frame(bandai_clip):
     assert bvh.names[:2] == ["joint_Root", "Hips"] and bvh.fps == 30.0
     joints, report = bvh_to_smpl_joints(bvh)
     assert joints.shape == ((len(bvh.motion) - 1) * 2 // 3 + 1, 22, 3)
-    assert "unit: cm (detected)" in report and "up axis: y (detected)" in report
+    assert "unit: cm (detected)" in report and "up axis: y (detected" in report
     assert "bone map (made on frame 0)" in report  # its zero-rotation rest pose lies along +x
     body = standing(joints)
     assert body["head_above_pelvis"].all() and 0.7 <= body["pelvis"] <= 1.2 and 0.65 <= body["leg"] <= 1.1
@@ -184,3 +186,37 @@ def test_bad_arguments_are_refused(tmp_path):
         bvh_to_smpl_joints(tmp_path / "x.bvh", scale=0)
     with pytest.raises(FileNotFoundError):
         bvh_to_smpl_joints(tmp_path / "missing.bvh")
+
+
+# Those of the ACCAD clips whose first frame is no upright body (crawling, lying, leaning into a turn) that stand
+# upright in most frames (Male1-walk_to_crouch does not: its file folds the spine down below the hips).
+UPRIGHT_MOSTLY = ("Male1-Run_turn_change_direction", "Male1-walk_to_skip", "Male2-Run_turn_right_90",
+                  "Male2-Walk_back_turn_forward")
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ACCAD_UP_FROM_CLIP)
+def test_up_axis_and_unit_come_from_the_whole_clip(more_mocap, name):
+    """ACCAD's rest pose lies along +x and these clips start crawling, lying or leaning: the whole clip shows y up
+    (the BVH convention, and the floor the body rests on) and centimetres (the body's length, whatever its pose).
+    Told up='y', the same clip converts alike."""
+    path = more_mocap / "accad" / "general" / f"{name}.bvh"
+    joints, report = bvh_to_smpl_joints(path)
+    assert "up axis: y (detected: feet -> head within 45 deg of +y" in report and "unit: cm (detected)" in report
+    floor = joints[:, FEET, 1].min(axis=1)
+    assert np.abs(floor - np.median(floor)).max() < 0.25  # metres: resting on one floor, jumps and all
+    upright = (joints[:, JOINT_INDEX["head"], 1] - joints[:, 0, 1]) > 0.3
+    assert upright.mean() > 0.6 if name in UPRIGHT_MOSTLY else upright.mean() < 0.8
+    np.testing.assert_array_equal(bvh_to_smpl_joints(path, up="y")[0], joints)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("clip", ["cmu/bvh_daz/07_12.bvh", "cmu/bvh_cc/007_01.bvh", "cmu/bvh_cc/002_01.bvh"])
+def test_daz_and_character_creator_skeletons_convert(more_mocap, clip):
+    """Names no preset knows (Daz lShldr, CC_Base_L_Upperarm with twist and share bones, an RL_BoneRoot above
+    the hips): the structure finds the joints the names do not; the body moves upright on human legs (07_12
+    walks with bent knees)."""
+    joints, report = bvh_to_smpl_joints(more_mocap / clip)
+    assert "up axis: y (detected" in report and "(by structure)" in report
+    body = standing(joints)
+    assert body["head_above_pelvis"].mean() > 0.9 and 0.55 <= body["pelvis"] <= 1.2 and 0.65 <= body["leg"] <= 1.1
