@@ -584,9 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Regenerate frame ranges of an existing motion under a prompt: frames outside the ranges\n"
                     "are kept exactly and the edges blend in. Writes by the extension of each --out file.",
         epilog=OUTPUT_HELP)
-    p.add_argument("source", type=_file(".npy", ".npz", ".bvh"), help="the motion to edit: .npy of joints (T, 22, 3) or features (T, 263) at 20 fps, "
-                                  ".npz written by momask generate/inpaint, or any humanoid .bvh (converted to "
-                                  "the 22 joints at 20 fps)")
+    p.add_argument("source", type=_file(".npy", ".npz", ".bvh"),
+                   help="the motion to edit: .npy of joints (T, 22, 3) or features (T, 263) at 20 fps, .npz written "
+                        "by momask generate/inpaint, or any humanoid .bvh (converted to the 22 joints at 20 fps)")
     p.add_argument("prompt", help='what happens inside the ranges; "" for none (the model fills them from the '
                                   'context)')
     p.add_argument("--range", action="append", type=_frame_range, required=True, metavar="START:STOP",
