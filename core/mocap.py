@@ -71,9 +71,22 @@ def _upright(joints: np.ndarray, axis: str) -> bool:
     return bool(spine[_AXES[axis]] > _UPRIGHT_COSINE * np.linalg.norm(spine))
 
 
-def _map_on(bvh: Bvh, pose_name: str, rotations: np.ndarray, positions: np.ndarray):
-    """(pose name, (1, J, 3, 3) rotations and (1, J, 3) positions of the pose, the bone map made on it)."""
-    return pose_name, rotations, positions, map_skeleton(bvh.names, bvh.parents, positions[0])
+# Frames a bone map is tried on where the rest pose gives none, spread over the clip (frame 0 first): a take may
+# start mid-kick (CMU 001_14 in Character Creator naming), when the structure sees no legs pointing down.
+_MAP_FRAMES = 8
+
+
+def _mapped_frame(bvh: Bvh, rotations: np.ndarray, positions: np.ndarray):
+    """(pose name, (1, J, 3, 3) rotations and (1, J, 3) positions, bone map) on the first of _MAP_FRAMES frames
+    that maps, or the UnmappableSkeletonError of frame 0."""
+    error = None
+    for frame in dict.fromkeys(np.linspace(0, len(positions) - 1, _MAP_FRAMES).astype(int).tolist()):
+        try:
+            bone_map = map_skeleton(bvh.names, bvh.parents, positions[frame])
+            return f"frame {frame}", rotations[frame:frame + 1], positions[frame:frame + 1], bone_map
+        except UnmappableSkeletonError as err:
+            error = error or err
+    raise error
 
 
 def _smpl_joints(bvh: Bvh, bone_map, rotations: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -109,22 +122,22 @@ def bvh_to_smpl_joints(source, fps: float = 20.0, up: str = "auto", scale: float
     if len(bvh.motion) == 0:
         raise ValueError(f"{bvh.source}: the file has no frames")
     rotations, positions = bvh.global_transforms()
-    # the map is made on the rest pose, or on frame 0 where the rest pose is no upright body (zero rotations lay
+    # the map is made on the rest pose, or on a frame where the rest pose is no upright body (zero rotations lay
     # Bandai-Namco's and ACCAD's bones along their parents' x axes) or cannot be mapped
-    frame0 = ("frame 0", rotations[:1], positions[:1])
-    rest = ("the rest pose", np.eye(3)[None, None].repeat(len(bvh.names), axis=1), bvh.rest_positions()[None])
+    pose_name, pose = "the rest pose", bvh.rest_positions()[None]
+    pose_rotations = np.broadcast_to(np.eye(3), (1, len(bvh.names), 3, 3))
     try:
-        pose_name, pose_rotations, pose, bone_map = _map_on(bvh, *rest)
+        bone_map = map_skeleton(bvh.names, bvh.parents, pose[0])
     except UnmappableSkeletonError as err:
         try:
-            pose_name, pose_rotations, pose, bone_map = _map_on(bvh, *frame0)
+            pose_name, pose_rotations, pose, bone_map = _mapped_frame(bvh, rotations, positions)
         except UnmappableSkeletonError:
             raise err from None
     joints = _smpl_joints(bvh, bone_map, rotations, positions)
     axis, evidence = (up, None) if up != "auto" else _up_axis(joints)
-    if pose_name != frame0[0] and not _upright(bone_map.weights @ pose[0], axis):
+    if pose_name == "the rest pose" and not _upright(bone_map.weights @ pose[0], axis):
         try:
-            pose_name, pose_rotations, pose, bone_map = _map_on(bvh, *frame0)
+            pose_name, pose_rotations, pose, bone_map = _mapped_frame(bvh, rotations, positions)
             joints = _smpl_joints(bvh, bone_map, rotations, positions)
         except UnmappableSkeletonError:
             pass
