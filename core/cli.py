@@ -177,7 +177,7 @@ def _prepare_data(args):
     if missing:
         raise UserError(f"--bvh-dir needs {' and '.join(missing)}")
     from core.dataset.bvh_folder import prepare_bvh_folder
-    prepare_bvh_folder(args.bvh_dir, args.captions, args.out, workers=args.workers, force=args.force)
+    prepare_bvh_folder(args.bvh_dir, args.captions, args.out, workers=args.workers, force=args.force, up=args.up)
 
 
 def _render(args):
@@ -263,6 +263,11 @@ def _check_model_dir(path: str | None, what: str) -> None:
         raise UserError(f"{what} {path}: {problem}, here or among the installation's models")
 
 
+def _check_clip_path(path: str | None) -> None:
+    if path is not None and not Path(path).expanduser().is_file():
+        raise UserError(f"--clip-path {path}: no such file")
+
+
 def _checked_request(args) -> None:
     """What can be refused before the model loads (the numbers are checked while parsing): outputs, device,
     model directory; a seed is drawn when none is given, so that it can be printed."""
@@ -271,8 +276,7 @@ def _checked_request(args) -> None:
         check_output_path(out)
     _check_device(args.device)
     _check_model_dir(args.model, "--model")
-    if args.clip_path is not None and not Path(args.clip_path).expanduser().is_file():
-        raise UserError(f"--clip-path {args.clip_path}: no such file")
+    _check_clip_path(args.clip_path)
     if args.seed is None:
         import secrets
         args.seed = secrets.randbelow(MAX_SEED + 1)
@@ -390,7 +394,14 @@ def _inpaint(args):
 
 
 def _serve(args):
+    """The worker's own options (core.worker.options_parser, which Blender's requests rely on) checked as
+    generate's are, before it announces itself ready."""
     from core.worker import serve
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    _check_device(args.device)
+    _check_model_dir(args.model, "--model")
+    _check_clip_path(args.clip_path)
     serve(args.threads, args.model, args.device, args.precision, args.clip_path)
 
 
@@ -471,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_number(0, above=True), default=20.0,
                    help="output frame rate (default 20, MoMask's rate)")
     p.add_argument("--up", choices=["auto", "y", "z"], default="auto",
-                   help="the file's up axis (default: detected from the rest pose)")
+                   help="the file's up axis (default: detected on the whole clip: the axis the body stands along "
+                        "in most frames and whose floor stays put)")
     p.add_argument("--scale", type=_number(0, above=True), default=None,
                    help="metres per file unit (default: detected from the skeleton's height)")
     p.set_defaults(func=_bvh2joints)
@@ -501,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset directory (default: data/default, with --bandai-only data/bandai; required with "
                         "--bvh-dir)")
     p.add_argument("--workers", type=_whole(1), default=None, help="processes to convert with (default: all cores)")
+    p.add_argument("--up", choices=["auto", "y", "z"], default="auto",
+                   help="with --bvh-dir: the files' up axis (default: detected clip by clip, as bvh2joints does)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
     p.set_defaults(func=_prepare_data)
 
