@@ -177,7 +177,7 @@ def _prepare_data(args):
     if missing:
         raise UserError(f"--bvh-dir needs {' and '.join(missing)}")
     from core.dataset.bvh_folder import prepare_bvh_folder
-    prepare_bvh_folder(args.bvh_dir, args.captions, args.out, workers=args.workers, force=args.force)
+    prepare_bvh_folder(args.bvh_dir, args.captions, args.out, workers=args.workers, force=args.force, up=args.up)
 
 
 def _render(args):
@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=_number(0, above=True), default=20.0,
                    help="output frame rate (default 20, MoMask's rate)")
     p.add_argument("--up", choices=["auto", "y", "z"], default="auto",
-                   help="the file's up axis (default: detected from the rest pose)")
+                   help="the file's up axis (default: detected on the whole clip: the axis the body stands along "
+                        "in most frames and whose floor stays put)")
     p.add_argument("--scale", type=_number(0, above=True), default=None,
                    help="metres per file unit (default: detected from the skeleton's height)")
     p.set_defaults(func=_bvh2joints)
@@ -512,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset directory (default: data/default, with --bandai-only data/bandai; required with "
                         "--bvh-dir)")
     p.add_argument("--workers", type=_whole(1), default=None, help="processes to convert with (default: all cores)")
+    p.add_argument("--up", choices=["auto", "y", "z"], default="auto",
+                   help="with --bvh-dir: the files' up axis (default: detected clip by clip, as bvh2joints does)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
     p.set_defaults(func=_prepare_data)
 

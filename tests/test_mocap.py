@@ -179,6 +179,14 @@ def test_cli_writes_joints_at_requested_rate(tmp_path, capsys):
     assert "0.056 m per file unit (given)" in capsys.readouterr().out
 
 
+@pytest.mark.shared
+def test_cli_takes_the_up_axis_it_is_told(tmp_path, capsys):
+    path = shared_path("rigs", "bvh_zup_nomixamoprefix.bvh")
+    assert momask(["bvh2joints", str(path), str(tmp_path / "told.npy"), "--up", "y"]) == 0
+    assert "up axis: y (given)" in capsys.readouterr().out
+    np.testing.assert_allclose(np.load(tmp_path / "told.npy"), bvh_to_smpl_joints(path, up="y")[0], atol=1e-6)
+
+
 def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="up must be"):
         bvh_to_smpl_joints(tmp_path / "x.bvh", up="x")

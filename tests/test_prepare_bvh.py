@@ -191,6 +191,17 @@ def test_cache_jsonl_and_a_changed_captions_file(prepared, tmp_path, capsys):
     assert (tmp_path / "a" / "features.npy").read_bytes() == (data / "features.npy").read_bytes()
 
 
+def test_up_axis_can_be_given_for_the_whole_folder(prepared, tmp_path):
+    """--up z on these y-up files: taken as told (each body then lies on its back), a dataset of its own."""
+    root, manifest = prepared
+    assert main(["prepare-data", "--bvh-dir", str(root / "mocap"), "--captions", str(root / "captions.csv"),
+                 "--out", str(tmp_path / "z"), "--up", "z", "--workers", "1"]) == 0
+    told = json.loads((tmp_path / "z" / "manifest.json").read_text())
+    assert manifest["fingerprint"]["up"] == "auto" and told["fingerprint"]["up"] == "z"
+    assert told["clips"] == manifest["clips"]
+    assert (tmp_path / "z" / "features.npy").read_bytes() != (root / "data" / "features.npy").read_bytes()
+
+
 def test_tiny_training_reads_the_folder_dataset(prepared, tmp_path):
     """rvq, mask and evaluator with the tiny config through the command line, as on the Bandai dataset; the
     transformers' caption pool holds the given captions and their mirrors."""

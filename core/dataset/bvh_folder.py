@@ -117,27 +117,29 @@ def read_captions(path) -> dict[str, tuple[int, list[str]]]:
 
 def _convert_file(job: tuple[str, Path]):
     """Worker: convert_bvh of one file, an unreadable file being an error like any other."""
-    relative, path = job
+    relative, path, up = job
     try:
         data = path.read_bytes()
     except OSError as err:
         return "error", f"{relative}: cannot be read ({err.strerror or err})"
-    return convert_bvh(relative, data)
+    return convert_bvh(relative, data, up)
 
 
-def _fingerprint(files: dict[str, Path], captions: Path) -> dict:
-    """What decides the dataset: the BVH files (paths, sizes, mtimes), the captions file's text, the code."""
+def _fingerprint(files: dict[str, Path], captions: Path, up: str) -> dict:
+    """What decides the dataset: the BVH files (paths, sizes, mtimes), the captions file's text, the up axis, the
+    code."""
     listing = hashlib.sha256()
     for relative, path in files.items():
         stat = path.stat()
         listing.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return {"bvh_files": listing.hexdigest()[:16], "captions": hashlib.sha256(captions.read_bytes()).hexdigest()[:16],
-            "code": code_version(MODULES)}
+            "up": up, "code": code_version(MODULES)}
 
 
-def prepare_bvh_folder(bvh_dir, captions, out, workers: int | None = None, force: bool = False) -> dict:
+def prepare_bvh_folder(bvh_dir, captions, out, workers: int | None = None, force: bool = False,
+                       up: str = "auto") -> dict:
     """Convert every captioned BVH under `bvh_dir` into the dataset `out` unless its manifest says it is up to
-    date; returns the manifest."""
+    date; returns the manifest. up: the files' up axis, or "auto" to detect it clip by clip."""
     root, captions, out = Path(bvh_dir), Path(captions), Path(out)
     if not root.is_dir():
         raise FileNotFoundError(f"BVH folder not found: {root}")
@@ -145,7 +147,7 @@ def prepare_bvh_folder(bvh_dir, captions, out, workers: int | None = None, force
     if not files:
         raise ValueError(f"{root}: no .bvh files in it or its sub-folders")
     captioned = read_captions(captions)
-    fingerprint = _fingerprint(files, captions)
+    fingerprint = _fingerprint(files, captions, up)
     manifest = up_to_date(out, fingerprint, force)
     if manifest is not None:
         return manifest
@@ -153,11 +155,11 @@ def prepare_bvh_folder(bvh_dir, captions, out, workers: int | None = None, force
     start_dataset(out)
     converted.problems += [f"{relative}: skipped: no caption for it in {captions}" for relative in files
                            if relative not in captioned]
-    jobs = [(relative, path) for relative, path in files.items() if relative in captioned]
+    jobs = [(relative, path, up) for relative, path in files.items() if relative in captioned]
     with Pool(max(1, min(workers or os.cpu_count() or 1, len(jobs)))) as pool:
         results = list(tqdm(pool.imap(_convert_file, jobs), total=len(jobs), unit="clip", desc="converting",
                             leave=False))
-    for (relative, _), result in zip(jobs, results):
+    for (relative, _, _), result in zip(jobs, results):
         texts = captioned[relative][1]
         converted.add(relative, clip_name(relative), result,
                       {"dataset": FREE_TEXT_DATASET, "content": texts[0], "style": "", "file": relative},

@@ -75,12 +75,12 @@ def _clip_arrays(joints: np.ndarray):
     return "ok", joints.astype(np.float32), features.astype(np.float32), mirrored.astype(np.float32)
 
 
-def convert_bvh(member: str, data: bytes):
-    """Worker: BVH bytes -> ("ok", joints, features, mirrored features) as float32, ("short", frames) or
-    ("error", message)."""
+def convert_bvh(member: str, data: bytes, up: str = "auto"):
+    """Worker: BVH bytes (up axis `up`, as core.mocap takes it) -> ("ok", joints, features, mirrored features) as
+    float32, ("short", frames) or ("error", message)."""
     try:
         bvh = parse_bvh(data.decode("utf-8", errors="replace"), source=member)
-        return _clip_arrays(bvh_to_smpl_joints(bvh, fps=FPS)[0])
+        return _clip_arrays(bvh_to_smpl_joints(bvh, fps=FPS, up=up)[0])
     except ValueError as err:  # BvhError and every conversion check raise ValueError
         return "error", str(err)
 
