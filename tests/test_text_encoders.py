@@ -11,10 +11,14 @@ import zipfile
 from pathlib import Path
 from typing import Tuple
 
+import numpy as np
 import pytest
 import torch
 
-from core import text_encoders
+from core import protocol, text_encoders
+from core.checkpoint import model_config, save_model_dir
+from core.features import FEATURE_DIM
+from core.models import MoMaskModels, build_model
 from core.text_encoders import (ClipTextEncoder, MiniLMEncoder, _clip_module, _sha256, get_text_encoder,
                                 load_clip_state_dict)
 
@@ -248,3 +252,37 @@ def test_clip_does_not_import_torchvision_or_the_clip_package(clip_files):
 def test_unknown_encoder_name():
     with pytest.raises(ValueError, match="unknown text encoder 'bert'.*minilm.*clip-vit-b32"):
         get_text_encoder("bert")
+
+
+@pytest.fixture(scope="module")
+def clip_model(tmp_path_factory):
+    """A tiny random model conditioned on the small CLIP's 32-d vectors."""
+    torch.manual_seed(0)
+    hparams = dict(num_tokens=16, code_dim=16, latent_dim=32, ff_size=64, num_layers=1, num_heads=2, cond_dim=32)
+    models = MoMaskModels(build_model("rvq", dict(nb_code=16, code_dim=16, width=32, depth=1, num_quantizers=2)),
+                          build_model("mask", hparams), build_model("residual", dict(hparams, num_quantizers=2)),
+                          build_model("length", dict(cond_dim=32, hidden=32)), np.zeros(FEATURE_DIM, np.float32),
+                          np.ones(FEATURE_DIM, np.float32), model_config("clip-vit-b32", 32, "tiny clip test model"))
+    return save_model_dir(models.eval(), tmp_path_factory.mktemp("models") / "clip")
+
+
+def test_clip_path_reaches_the_encoder_from_the_command_line_and_the_worker(clip_files, clip_model, tmp_path):
+    weights = str(clip_files[1] / "state_dict.pt")
+    generate = [sys.executable, "-m", "core", "generate", "a person walks", "--model", str(clip_model), "--seconds",
+                "1", "--steps", "1", "--seed", "0", "--out", str(tmp_path / "walk.npy")]
+    home = {"HOME": str(tmp_path)}  # no ~/.cache/clip here
+    missing = subprocess.run(generate, cwd=REPO, capture_output=True, text=True, env={**os.environ, **home})
+    assert missing.returncode != 0 and "--clip-path FILE" in missing.stderr
+    found = subprocess.run(generate + ["--clip-path", weights], cwd=REPO, capture_output=True, text=True,
+                           env={**os.environ, **home})
+    assert found.returncode == 0, found.stderr
+    assert np.load(tmp_path / "walk.npy").shape == (20, 22, 3)
+
+    request = protocol.dumps({"id": 1, "type": "load", "model": str(clip_model)}) + "\n"
+    for options, answer in (([], "error"), (["--clip-path", weights], "result")):
+        served = subprocess.run([sys.executable, "-m", "core.worker", "--threads", "1", *options], cwd=REPO,
+                                input=request, capture_output=True, text=True, env={**os.environ, **home}, timeout=300)
+        last = protocol.loads(served.stdout.splitlines()[-1])
+        assert last["event"] == answer, served.stderr
+        assert ("--clip-path FILE" in last.get("message", "")) == (answer == "error")
+    assert last["payload"]["text_encoder"] == "clip-vit-b32"
