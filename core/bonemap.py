@@ -204,7 +204,7 @@ def map_skeleton(names: Sequence[str], parents: Sequence[int], rest_positions: n
     if preset != TABLE:
         notes += [f"{joint} set by override: {bone}" for joint, bone in overrides.items()]
     _require(mapping, notes, names,
-             "the table names no bone for them" if preset == TABLE else "name the bones with overrides")
+             "the table names no bone for them" if preset == TABLE else "map them by hand")
     weights, interpolated, unmapped = _blend_weights(mapping, len(names))
     bones = tuple(names[mapping[j]] if j in mapping else None for j in JOINT_NAMES)
     structural = tuple(j for j in JOINT_NAMES if j in structural and j not in overrides)

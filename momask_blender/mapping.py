@@ -5,8 +5,9 @@ edited row by row in the panel.
 Detection is right for most rigs but not all (a 3ds Max export whose 'LeftShoulder' is the upper arm, a twist
 bone taken for a forearm), so the animator sees the map, fixes a row, and every later generation uses the
 stored table as it is (armature_reading.read_rig). Detect fills the table from automatic detection (the VRM
-add-on's humanoid table where there is one); Load VRM takes the humanoid table of a .vrm/.glb file; Clear
-goes back to detecting at each generation."""
+add-on's humanoid table where there is one) and changes nothing when it cannot map the rig; Map by Hand then
+starts a table with the bones it found; Load VRM takes the humanoid table of a .vrm/.glb file; Clear goes back
+to detecting at each generation."""
 from pathlib import Path
 
 import bpy
@@ -101,7 +102,8 @@ class MOMASK_OT_detect_mapping(bpy.types.Operator):
         try:
             bone_map = read_rig(ob, stored=False).bone_map
         except bonemap.UnmappableSkeletonError as err:
-            self.report({"ERROR"}, f"'{ob.name}' cannot be mapped automatically: {err}")
+            self.report({"ERROR"}, f"'{ob.name}' cannot be mapped automatically: {err}. Map by Hand starts a table "
+                                   "with the bones that were found")
             return {"CANCELLED"}
         except ValueError as err:
             self.report({"ERROR"}, f"'{ob.name}': {err}")
@@ -109,6 +111,27 @@ class MOMASK_OT_detect_mapping(bpy.types.Operator):
         source = "the VRM add-on" if bone_map.preset == bonemap.TABLE else "Detect: " + detected_as(bone_map)
         store(ob.data, {j: b for j, b in zip(skeleton.JOINT_NAMES, bone_map.bones) if b}, source)
         self.report({"INFO"}, f"'{ob.name}': " + "; ".join(text for _, text in map_summary(bone_map, source)))
+        return {"FINISHED"}
+
+
+class MOMASK_OT_map_by_hand(bpy.types.Operator):
+    """Start a bone table to complete by hand: the bones detection finds, the other rows empty"""
+    bl_idname = "momask.map_by_hand"
+    bl_label = "Map by Hand"
+    bl_options = {"REGISTER", "UNDO"}
+    poll = classmethod(armature_poll)
+
+    def execute(self, context):
+        ob = context.active_object
+        try:
+            bone_map = read_rig(ob, stored=False).bone_map
+            table = {joint: bone for joint, bone in zip(skeleton.JOINT_NAMES, bone_map.bones) if bone}
+        except bonemap.UnmappableSkeletonError as err:
+            table = err.partial
+        except ValueError as err:
+            self.report({"ERROR"}, f"'{ob.name}': {err}")
+            return {"CANCELLED"}
+        store(ob.data, table, "Map by Hand")
         return {"FINISHED"}
 
 
@@ -182,10 +205,11 @@ class MOMASK_PT_mapping(bpy.types.Panel):
             layout.template_list(MOMASK_UL_mapping.__name__, "", stored, "joints", stored, "active",
                                  rows=len(stored.joints))
         else:
+            layout.operator(MOMASK_OT_map_by_hand.bl_idname, icon="GREASEPENCIL")
             layout.label(text="Bones are detected at each generation: Detect shows them")
         for icon, text in mapping_status(ob):
             layout.label(text=text, icon=icon)
 
 
-CLASSES = (MOMASK_PG_joint_bone, MOMASK_PG_mapping, MOMASK_OT_detect_mapping, MOMASK_OT_load_vrm_mapping,
-           MOMASK_OT_clear_mapping, MOMASK_UL_mapping, MOMASK_PT_mapping)
+CLASSES = (MOMASK_PG_joint_bone, MOMASK_PG_mapping, MOMASK_OT_detect_mapping, MOMASK_OT_map_by_hand,
+           MOMASK_OT_load_vrm_mapping, MOMASK_OT_clear_mapping, MOMASK_UL_mapping, MOMASK_PT_mapping)

@@ -109,14 +109,21 @@ def test_a_rig_missing_an_arm_lists_the_missing_joints(scene):
     ob = build_armature(names)
     missing = "no left arm: left_shoulder, left_elbow, left_wrist not found"
     before = snapshot()
-    with pytest.raises(RuntimeError, match=f"cannot be mapped automatically: {missing}"):
+    with pytest.raises(RuntimeError, match=f"cannot be mapped automatically: {missing}.* \\(map them by hand\\)\\. "
+                                           "Map by Hand starts a table with the bones that were found"):
         bpy.ops.momask.detect_mapping()
     assert not len(ob.data.momask_mapping.joints) and ob.data.momask_mapping.source == ""  # no partial table
     assert snapshot() == before
     with pytest.raises(RuntimeError, match=f"'Rig' cannot be animated: {missing}"):
         generate(prompt="a person waves")
-    texts = [kw["text"] for name, _, kw, _ in draw_mapping_panel().calls if name == "label"]
-    assert any(text.startswith(missing) for text in texts)
+    layout = draw_mapping_panel()
+    assert any(kw["text"].startswith(missing) for name, _, kw, _ in layout.calls if name == "label")
+    assert "momask.map_by_hand" in layout.operators()
+
+    assert bpy.ops.momask.map_by_hand() == {"FINISHED"}  # what was found, to complete by hand
+    rows = stored_rows(ob)
+    assert rows["left_elbow"] == "" and rows["right_elbow"] == "right_elbow" and rows["pelvis"] == "pelvis"
+    assert "Table from Map by Hand: edit any row" in draw_mapping_panel().texts()
 
 
 # ------------------------------------------------------------------------------------------------------ VRM
