@@ -66,13 +66,13 @@ def torch_index(build: str, platform: str = sys.platform) -> str | None:
     return None if platform.startswith("linux") else PYTORCH_INDEX + "cu128"
 
 
-def steps(folder: Path, build: str, index: str | None, base_python: str = sys.executable):
-    """[(status text, share of the progress bar, command)] that make the environment."""
+def steps(folder: Path, build: str, index: str | None):
+    """[(status text, share of the progress bar, command)] that make the environment with Blender's Python."""
     python = str(venv_python(folder))
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
            "--retries", "2", "--timeout", "30"]
     return [  # PyTorch with the rest in one resolution: a missing package fails before any download
-        ("making the Python environment", 0.05, [base_python, "-I", "-m", "venv", str(folder)]),
+        ("making the Python environment", 0.05, [sys.executable, "-I", "-m", "venv", str(folder)]),
         (f"installing PyTorch ({build}) and the worker's packages", 0.8,
          pip + (["--extra-index-url", index] if index else []) + [TORCH, *PACKAGES]),
         ("installing the text encoders' files", 0.05, pip + ["--no-deps", *NO_DEPS_PACKAGES]),
@@ -103,7 +103,7 @@ class Installation:
 
     def __init__(self, folder: Path, log: Path, build: str, index: str | None, worker_command):
         """worker_command(python) -> the command that starts a worker with that interpreter."""
-        self.folder, self.log, self.build = folder, log, build
+        self.folder, self.log = folder, log
         self.python = venv_python(folder)
         self.steps = steps(folder, build, index)
         self.worker_command = worker_command
@@ -129,12 +129,12 @@ class Installation:
             self.status = text
             with self.log.open("a") as log:
                 log.write(f"\n$ {subprocess.list2cmdline(command)}\n")
+            self._mark = self.log.stat().st_size  # where this step's output starts
             self._output = self.log.open("ab")
             options = ({"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32"
                        else {"start_new_session": True})
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._output,
                                              stderr=subprocess.STDOUT, **options)
-            self._mark = self.log.stat().st_size
         else:
             self.status = "asking the new worker to load the default model"
             try:
@@ -156,7 +156,7 @@ class Installation:
             self._process = None
             self._output.close()
             if code != 0:
-                output = self.log.read_text(errors="replace")[self._mark:]
+                output = self.log.read_bytes()[self._mark:].decode("utf-8", "replace")
                 return self._end(failure_message(self.steps[self._step][0], output, self.log))
             self._next()
             return self.done
@@ -170,12 +170,12 @@ class Installation:
         return self._end(None)
 
     def _show_pip_line(self):
-        """The step's status with pip's latest 'Collecting', 'Downloading' or 'Installing' line."""
+        """The step's status with pip's latest line about a package."""
         with self.log.open("rb") as log:
             log.seek(self._mark)
             lines = log.read().decode("utf-8", "replace").splitlines()
-        latest = next((line.strip() for line in reversed(lines)
-                       if line.strip().startswith(("Collecting", "Downloading", "Installing", "Requirement"))), None)
+        about_a_package = ("Collecting", "Processing", "Downloading", "Installing", "Requirement")
+        latest = next((line.strip() for line in reversed(lines) if line.strip().startswith(about_a_package)), None)
         if latest is not None:
             self.status = f"{self.steps[self._step][0]}: {latest[:70]}"
 
