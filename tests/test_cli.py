@@ -303,6 +303,18 @@ def test_bad_input_is_one_line_naming_it_and_exit_code_2_before_any_work(inputs,
     assert not list(inputs.glob("out.*")) and not (inputs / "run").exists()
 
 
+def test_features_and_joints_read_npz_and_write_float32_as_every_other_output(inputs, tmp_path):
+    assert main(["features", str(inputs / "walk_joints.npz"), str(tmp_path / "feats.npy")]) == 0
+    features = np.load(tmp_path / "feats.npy")
+    assert features.dtype == np.float32 and features.shape == (39, 263)
+    np.savez(tmp_path / "feats.npz", features=features)
+    assert main(["joints", str(tmp_path / "feats.npz"), str(tmp_path / "joints.npy")]) == 0
+    joints = np.load(tmp_path / "joints.npy")
+    assert joints.dtype == np.float32 and joints.shape == (39, 22, 3)
+    np.testing.assert_allclose(joints - joints[:1, :1], np.load(inputs / "walk.npy")[:39] - np.load(
+        inputs / "walk.npy")[:1, :1], atol=1e-4)  # the walk again, up to where features put it
+
+
 def test_bundled_configs_models_and_data_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
     """The README's commands name configs/tiny.json and models/default relative to the checkout; run from another
     folder they are the installation's, unless the folder has its own."""
