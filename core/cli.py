@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+from core.known_actions import KnownActions, understood_line
 from core.worker import add_clip_path_option, add_precision_option, options_parser  # stdlib and numpy only: torch comes with a job
 
 INSTALLATION = Path(__file__).resolve().parents[1]  # the checkout (or unpacked extension) this module runs from
@@ -335,8 +336,9 @@ def _locked(motion):
 
 
 def _generate(args):
+    from core.checkpoint import resolve_model_dir
     from core.limits import requested_frames
-    from core.sampling import generate
+    from core.prompt_generation import generate_prompt
     prompt = args.prompt.strip()
     if not prompt:
         raise UserError("the prompt is empty; describe the motion in words, e.g. \"a person walks forward\"")
@@ -346,11 +348,27 @@ def _generate(args):
         raise UserError(f"--seconds {args.seconds:g} is out of range: {err}") from None
 
     def sample(models, encoder, progress):
-        [motions] = generate(models, encoder, [prompt], None if frames is None else [frames],
-                             candidates=args.candidates, seed=args.seed, steps=args.steps, cond_scale=args.guidance,
-                             progress=progress)
+        known = KnownActions.load(resolve_model_dir(args.model))
+        motions, understood = generate_prompt(models, encoder, prompt, frames, candidates=args.candidates,
+                                              seed=args.seed, known=known, steps=args.steps,
+                                              cond_scale=args.guidance, progress=progress)
+        for k, part in enumerate(understood):
+            where = f"part {k + 1} \"{part.prompt}\": " if len(understood) > 1 else ""
+            if part.closest:
+                print(f"momask generate: {where}{understood_line(part.closest, known)}", file=sys.stderr)
         return [_locked(m) for m in motions] if args.foot_lock else motions
     _sample_and_write(args, "generating", sample, {})
+
+
+def _actions(args):
+    from core.checkpoint import resolve_model_dir
+    path = resolve_model_dir(args.model)
+    known = KnownActions.load(path)
+    if known is None:
+        raise UserError(f"{path} lists no known actions (models trained here list them; the released "
+                        f"checkpoints know HumanML3D's wide vocabulary)")
+    for name, clips, examples in zip(known.names, known.clips, known.examples):
+        print(f"{name} ({clips} training clips): " + " | ".join(f'"{e}"' for e in examples))
 
 
 def _read_source(path: str):
@@ -576,8 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at", type=_whole(1), default=None,
                    help="pause after this step (checkpointed; rerun to go on)")
     p.add_argument("--init", type=_folder, default=None, metavar="MODEL_DIR",
-                   help="rvq: start from this model directory's RVQ and its feature statistics (fine-tuning on "
-                        "more data) instead of fresh weights")
+                   help="rvq: start from this model directory's RVQ weights (fine-tuning it on --data) instead of "
+                        "fresh ones")
     p.set_defaults(func=_train)
 
     sampling = _sampling_options()
@@ -607,6 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames to regenerate, START included, STOP not, counted from 0 at 20 fps; repeat for "
                         "several ranges")
     p.set_defaults(func=_inpaint)
+
+    p = sub.add_parser("actions", help="the actions a model learned, with example prompts")
+    p.add_argument("--model", default=None, help="model directory (default: the default model)")
+    p.set_defaults(func=_actions)
 
     p = sub.add_parser("serve", parents=[options_parser()],
                        help="the worker Blender talks to: JSON lines on stdin/stdout (as python -m core.worker)")

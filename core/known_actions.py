@@ -67,7 +67,8 @@ def collect_captions(dataset, seed: int = 0) -> tuple[list[str], list[int], list
     by_action: dict[str, set] = {}
     clips: dict[str, int] = {}
     for i in range(len(dataset)):
-        action = dataset.action(i)
+        content = dataset.content(i)
+        action = content if "+" in content else dataset.action(i)  # each composition is its own action here
         clips[action] = clips.get(action, 0) + 1
         by_action.setdefault(action, set()).update(dataset[i].captions)
     rng = np.random.default_rng(seed)

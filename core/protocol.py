@@ -38,7 +38,7 @@ SAMPLING_OPTIONS = ("candidates", "seed", "steps", "cond_scale", "res_cond_scale
 # One job at a time, each may stream progress; a missing seed is drawn by the worker and named in the result.
 JOBS = {
     "load": Job(()),  # the model directory, loaded and kept warm
-    "generate": Job(("prompts",), ("lengths",) + SAMPLING_OPTIONS),  # core.sampling.generate
+    "generate": Job(("prompts",), ("lengths",) + SAMPLING_OPTIONS),  # core.prompt_generation.generate_prompts
     "inpaint": Job(("source", "ranges"), ("prompt",) + SAMPLING_OPTIONS + ("blend_frames",)),  # core.inpainting
     "inbetween": Job(("before", "after", "gap_frames"), ("prompt",) + SAMPLING_OPTIONS + ("blend_frames",)),
     "sequence": Job(("segments",), SAMPLING_OPTIONS + ("context_frames",)),  # core.sequence.generate_long

@@ -60,9 +60,9 @@ def job_functions() -> dict:
     """The core function serving each job type of core/protocol.py but load: its request parameters are the
     function's keywords (imported here, not at the top: `core.worker` itself imports without torch)."""
     from core.inpainting import inbetween, inpaint
-    from core.sampling import generate
+    from core.prompt_generation import generate_prompts
     from core.sequence import generate_long
-    return {"generate": generate, "inpaint": inpaint, "inbetween": inbetween, "sequence": generate_long}
+    return {"generate": generate_prompts, "inpaint": inpaint, "inbetween": inbetween, "sequence": generate_long}
 
 
 def motion_payload(motion) -> dict:
@@ -82,6 +82,7 @@ class Worker:
         self.jobs = queue.Queue()  # job requests for the main thread; None ends the worker
         self.models = OrderedDict()  # (directory, config.json mtime) -> MoMaskModels
         self.encoders = {}  # text encoder name -> encoder
+        self.known = {}  # model directory -> its KnownActions (None for a model without them)
 
     def _write(self, message: dict):
         self.out.write(protocol.dumps(message) + "\n")
@@ -205,7 +206,8 @@ class Worker:
         return {"model": str(path), "config": models.config, "text_encoder": encoder.name, "device": self.device}
 
     def make_motions(self, job_id, kind: str, request: dict) -> dict:
-        """generate -> motions [prompt][candidate]; inpaint, inbetween, sequence -> motions [candidate].
+        """generate -> motions [prompt][candidate] and what each prompt's parts were understood as; inpaint,
+        inbetween, sequence -> motions [candidate].
         The request's parameters (checked against core/protocol.py on arrival) are the core function's keywords;
         a missing seed is drawn here so that the result names the seed that reproduces it. The function raises
         protocol.BadRequest for input it cannot serve; anything else it raises is a bug."""
@@ -213,13 +215,24 @@ class Worker:
         if params.get("seed") is None:
             params["seed"] = secrets.randbelow(2 ** 31)
         path, models, encoder = self.model(job_id, request.get("model"))
-        out = self.functions[kind](models, encoder, **params, cancel=self.cancel.is_set,
+        extra = {"known": self.known_actions(path)} if kind == "generate" else {}
+        out = self.functions[kind](models, encoder, **params, **extra, cancel=self.cancel.is_set,
                                    progress=lambda step, total: self.progress(job_id, step, total,
                                                                               f"{kind}: step {step} of {total}"))
-        motions = ([[motion_payload(m) for m in row] for row in out] if kind == "generate"
-                   else [motion_payload(m) for m in out])
         shown = {name: value for name, value in params.items() if not hasattr(value, "shape")}  # not the arrays
-        return {"model": str(path), "params": shown, "motions": motions}
+        if kind != "generate":
+            return {"model": str(path), "params": shown, "motions": [motion_payload(m) for m in out]}
+        motions, understood = out
+        return {"model": str(path), "params": shown, "motions": [[motion_payload(m) for m in row] for row in motions],
+                "understood": [[{"prompt": part.prompt, "closest": part.closest, "far": part.far} for part in parts]
+                               for parts in understood]}
+
+    def known_actions(self, path):
+        """The model directory's known actions (core.known_actions), read once."""
+        from core.known_actions import KnownActions
+        if path not in self.known:
+            self.known[path] = KnownActions.load(path)
+        return self.known[path]
 
 
 def protocol_stream():

@@ -192,10 +192,14 @@ class Generation(WorkerJob):
                     candidates=s.candidates, seed=s.seed, steps=s.steps, cond_scale=s.guidance)
 
     def finish(self, context) -> list[bpy.types.Action]:
-        """Key every candidate as its own action on the armature and switch it to the first one."""
+        """Key every candidate as its own action on the armature and switch it to the first one; the panel's
+        settings keep what the prompt was understood as."""
         ob, rig, result = self.result(context)
+        settings = getattr(context.scene, "momask", None)
+        if settings is not None:
+            settings.understood, settings.understood_far = understood_text(result.get("understood", [[]])[0])
         s, seed, motions = self.settings, result["params"]["seed"], result["motions"][0]
-        names = [f"{s.prompt.strip()[:PROMPT_IN_NAME]} (seed {seed}" + (
+        names = [f"{s.prompt.strip()[:PROMPT_IN_NAME]} (seed {seed + k}" + (
             f", {k + 1} of {len(motions)})" if len(motions) > 1 else ")") for k in range(len(motions))]
         options = solver.SolveOptions(motion="in place" if s.in_place else "root motion",
                                       horizontal_on=s.travel_on.lower())
@@ -204,6 +208,21 @@ class Generation(WorkerJob):
 
     def summary(self, actions) -> str:
         return f"MoMask: keyed {len(actions)} candidate(s): {', '.join(a.name for a in actions)}"
+
+
+def understood_text(parts: list[dict]) -> tuple[str, bool]:
+    """(one line for the panel, whether a part is far from every known action) from a generate result's
+    "understood" entry: the nearest known actions of each part of the prompt, with their similarity."""
+    if not parts or not parts[0]["closest"]:
+        return "", False
+    def nearest(part):
+        return ", ".join(f"{name} {similarity:.2f}" for name, similarity in part["closest"][:2])
+    far = any(part["far"] for part in parts)
+    if len(parts) == 1:
+        text = nearest(parts[0])
+    else:
+        text = "  |  ".join(f"{k + 1}: {nearest(part)}" for k, part in enumerate(parts))
+    return ("Not a known action, nearest: " if far else "Understood as: ") + text, far
 
 
 def key_candidates(context, ob, rig, motions, names: list[str], start_frame: int, options: solver.SolveOptions,

@@ -10,7 +10,10 @@ from .operators import GenerateProperties, MOMASK_OT_add_rig, MOMASK_OT_generate
 
 
 class MOMASK_PG_settings(GenerateProperties, bpy.types.PropertyGroup):
-    """The panel's request (Scene.momask); the Generate button passes it to the operator."""
+    """The panel's request (Scene.momask); the Generate button passes it to the operator. `understood`: what the
+    last generation understood its prompt as (shown under the prompt)."""
+    understood: bpy.props.StringProperty(name="Understood as")
+    understood_far: bpy.props.BoolProperty()
 
 
 class MOMASK_PG_candidate(bpy.types.PropertyGroup):
@@ -61,6 +64,10 @@ class MOMASK_PT_main(bpy.types.Panel):
         settings = context.scene.momask
         prompt = layout.column()
         prompt.prop(settings, "prompt", text="")
+        if settings.understood:
+            line = prompt.row()
+            line.alert = settings.understood_far
+            line.label(text=settings.understood, icon="ERROR" if settings.understood_far else "INFO")
         column = layout.column()
         column.prop(settings, "seconds", text="Duration (0: auto)")
         row = column.row(align=True)

@@ -12,6 +12,7 @@ from core.dataset.captions import CONTENTS, STYLES, every_caption, mirror_conten
 from core.dataset.composition import ARM_ACTIONS, LOCOMOTION, every_composed_caption
 from core.dataset.more_mocap import load_annotations
 from core.evaluation.motion_checks import action_checks, describe_checks, judge, motion_statistics
+from core.prompt_sequence import split_sequence
 from core.skeleton import JOINT_INDEX, TARGET_OFFSETS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,15 @@ def _normal(text: str) -> str:
 def test_every_action_has_eight_prompts_and_checks():
     for action, prompts in PROMPTS.items():
         assert len(set(prompts)) >= 8, action
-        assert describe_checks(action)  # raises for an action without checks
+        for part in action.split(">"):
+            assert describe_checks(part)  # raises for an action without checks
+
+
+def test_chained_prompts_split_into_their_actions():
+    for action, prompts in PROMPTS.items():
+        if ">" in action:
+            for prompt in prompts:
+                assert len(split_sequence(prompt)) == len(action.split(">")), prompt
 
 
 def test_no_benchmark_prompt_is_a_training_caption():

@@ -7,7 +7,7 @@ import pytest
 from core import protocol
 from core.worker import job_functions
 
-SUPPLIED_BY_THE_WORKER = ("models", "text_encoder", "progress", "cancel")
+SUPPLIED_BY_THE_WORKER = ("models", "text_encoder", "progress", "cancel", "known")
 
 
 def accepted_and_required(function) -> tuple[set[str], set[str]]:

@@ -156,6 +156,22 @@ ACTION_CHECKS: dict[str, tuple[Condition, ...]] = {
     "wave-{side}-hand": (*_ONE_SIDE, C("sway_{side}", above=0.1), _IN_PLACE),
     "raise-up-both-hands": (C("raise_both", above=-0.05), _IN_PLACE),
     "raise-up-{side}-hand": (*_ONE_SIDE, _IN_PLACE),
+    # actions of the more-mocap archive
+    "jump": (C("airborne", above=0.15), C("travel", below=1.5)),
+    "hop": (C("airborne", above=0.14),),
+    "skip": (C("airborne", above=0.08), C("speed", above=0.8, below=2.4)),
+    "crouch": (C("pelvis_drop", above=0.3), C("head_min", above=0.5)),
+    "crawl-forward": (C("head_mean", below=0.6), C("forward_speed", above=0.1)),
+    "lie-down": (C("head_min", below=0.5),),
+    "pick-up-box": (C("wrists_low", below=0.5), C("pelvis_drop", above=0.2)),
+    "side-step-{side}": (C("lateral_{side}", above=0.1), C("forward_speed", above=-0.4, below=0.4)),
+    "kick-{side}": (C("kick_{side}", above=0.45), C("kick_{side}", minus="kick_{other}", above=0.2),
+                    C("forward_speed", below=1.0)),
+    "punch-{side}": (C("wrist_peak_{side}", above=2.0), C("wrist_peak_{side}", minus="wrist_peak_{other}", above=0.5),
+                     C("extend_{side}", above=0.35), C("travel", below=1.5)),
+    "idle": (C("travel", below=0.5), C("limb_speed", below=0.3), C("raise_any", below=-0.2)),
+    "run-backward": (C("forward_speed", below=-0.8),),
+    "salsa": (C("limb_speed", above=0.8), C("forward_speed", below=0.6)),
 }
 
 

@@ -72,18 +72,29 @@ def load_statistics(rvq_dir) -> tuple[np.ndarray, np.ndarray]:
         raise PartError(f"{rvq_dir}: missing {Path(err.filename).name} of the trained RVQ") from None
 
 
+def _save_known_actions(model_dir: Path, dataset_dir, encoder_name: str) -> None:
+    """The actions the masked transformer learned (core.known_actions), from its dataset's train split."""
+    from core.dataset import load_dataset
+    from core.known_actions import build_known_actions
+    from core.text_encoders import get_text_encoder
+    encoder = get_text_encoder(encoder_name, cache_size=0)
+    build_known_actions(load_dataset(dataset_dir, "train"),
+                        lambda texts: encoder.encode(texts).float().cpu().numpy()).save(model_dir)
+
+
 def assemble_model_dir(out, rvq, mask, residual=None, length=None, evaluator=None) -> Path:
     """Our model directory (core.checkpoint) from finished training runs; the evaluator, if given, is copied
     into `out/evaluator`. Checks that the transformers were trained on this RVQ and that every part reads
     the same text encoder."""
     from core.evaluation.evaluator import load_evaluator, save_evaluator
     rvq_net, rvq_info = load_part(rvq, "rvq")
-    parts, encoders, steps = {}, set(), [f"rvq {rvq_info['steps']}"]
+    parts, encoders, steps, mask_info = {}, set(), [f"rvq {rvq_info['steps']}"], {}
     for kind, run_dir in (("mask", mask), ("residual", residual), ("length", length)):
         if run_dir is None:
             parts[kind] = None
             continue
         parts[kind], info = load_part(run_dir, kind)
+        mask_info = info if kind == "mask" else mask_info
         steps.append(f"{kind} {info['steps']}")
         if kind != "length" and info.get("rvq_sha256") != rvq_info["sha256"]:
             raise PartError(f"{run_dir}: this {kind} transformer was trained on another RVQ than {rvq} "
@@ -97,6 +108,8 @@ def assemble_model_dir(out, rvq, mask, residual=None, length=None, evaluator=Non
     notes = [f"trained with `momask train` on {dataset}; steps: {', '.join(steps)}"]
     config = model_config(encoder, dim, dataset, notes)
     out = save_model_dir(MoMaskModels(rvq=rvq_net, **parts, mean=mean, std=std, config=config), out)
+    if mask_info.get("dataset") and Path(mask_info["dataset"]).is_dir():
+        _save_known_actions(out, mask_info["dataset"], encoder)
     if evaluator is not None:
         found = load_evaluator(evaluator)
         save_evaluator(found.net, out / "evaluator", found.mean, found.std, found.text_encoder,

@@ -158,16 +158,16 @@ def _fresh(kind: str, hparams: dict, seed: int) -> nn.Module:
     return build_model(kind, hparams)
 
 
-def _init_rvq(net: nn.Module, model_dir) -> tuple[nn.Module, np.ndarray, np.ndarray]:
-    """`net` with the weights of a model directory's RVQ, and that model's feature statistics (the codes keep
-    their meaning only for inputs normalised as before); refused when the config's sizes differ."""
+def _init_rvq(net: nn.Module, model_dir) -> None:
+    """Give `net` the weights of a model directory's RVQ (fine-tuning it on this dataset, normalised with this
+    dataset's statistics: another dataset's can put new motions hundreds of std out, e.g. spins in the root's
+    rotation speed); refused when the config's sizes differ."""
     from core.checkpoint import load_model_dir
-    models = load_model_dir(model_dir, "cpu", "float32")
-    if models.rvq.hparams != net.hparams:
-        raise ConfigError(f"--init {model_dir}: its RVQ has sizes {models.rvq.hparams}, the config asks for "
-                          f"{net.hparams}")
-    net.load_state_dict(models.rvq.state_dict())
-    return net.train(), models.mean, usable_std(models.std)
+    rvq = load_model_dir(model_dir, "cpu", "float32").rvq
+    if rvq.hparams != net.hparams:
+        raise ConfigError(f"--init {model_dir}: its RVQ has sizes {rvq.hparams}, the config asks for {net.hparams}")
+    net.load_state_dict(rvq.state_dict())
+    net.train()
 
 
 def _tokens(rvq: nn.Module, rvq_info: dict, mean, std, dataset, offsets: int, out: Path, dist: Distributed,
@@ -206,11 +206,11 @@ def _build_task(kind, config, dataset, out, info, rvq_dir, dist, progress, devic
     stage, max_tokens = config.stage(kind), config.max_frames // FRAMES_PER_TOKEN
     if kind == "rvq":
         net = _fresh(kind, stage.model, config.seed)
-        mean, std = dataset.mean, usable_std(dataset.std)
         if init is not None:
-            net, mean, std = _init_rvq(net, init)
+            _init_rvq(net, init)
             info["init"] = str(Path(init).resolve())
-        return RVQTask(net, ClipFeatures(dataset, mean, std), stage.window, mean, std, info)
+        std = usable_std(dataset.std)
+        return RVQTask(net, ClipFeatures(dataset, dataset.mean, std), stage.window, dataset.mean, std, info)
 
     captions = CaptionPool.cached(dataset, config.text_encoder, config.captions_per_clip, config.seed, dist, progress,
                                   device)
