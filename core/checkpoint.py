@@ -13,6 +13,7 @@ them motions decode from the base token layer only, and lengths must be given).
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,9 @@ def load_torch_pickle(file: Path):
     """torch.load limited to tensors and plain containers (weights_only): a .tar/.pt from elsewhere can
     never run code while loading."""
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's request to report pickle protocols it may not read: not the user's
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:  # what the weights-only unpickler refused, amid its boilerplate
         text = str(err)
         lines = [line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines() if line.strip()

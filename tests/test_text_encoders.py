@@ -188,14 +188,18 @@ def planted(tmp_path, name: str):
     victim = tmp_path / f"{name}.victim"
     victim.write_bytes(b"safe")
     archive = tmp_path / name
-    torch.jit.script(Overwrite(str(victim))).save(str(archive))
+    with warnings.catch_warnings():  # torch.jit's deprecation: the attack needs it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(Overwrite(str(victim))).save(str(archive))
     return victim, archive
 
 
 def test_a_torchscript_file_that_is_not_openais_never_runs(tmp_path):
     victim, archive = planted(tmp_path, "ViT-B-32.pt")
     control_victim, control = planted(tmp_path, "control.pt")
-    torch.jit.load(str(control))  # what loading such a file does
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.load(str(control))  # what loading such a file does
     assert control_victim.read_bytes() == b"AAAA"
     with pytest.raises(ValueError, match=r"ViT-B-32\.pt: a TorchScript archive that is not OpenAI's ViT-B-32\.pt "
                                          r"\(its SHA-256 is not the published 40d365715913c9da\.\.\.\)\. Loading "
