@@ -259,7 +259,7 @@ def begin(op, context) -> Installation | None:
     if running() is not None:
         reason = "Install Worker is already running"
     elif not bpy.app.online_access:
-        reason = ("Install Worker downloads PyTorch and the worker's packages (about 250 MB), but Blender's online "
+        reason = ("Install Worker downloads PyTorch and the worker's packages (about 350 MB), but Blender's online "
                   "access is off: allow it in Preferences > System > Network, or set Worker Python to a Python that "
                   "has them")
     elif prefs.torch_build == "CUDA" and not has_nvidia_gpu():

@@ -20,7 +20,7 @@ ADDON_ID = __package__.rpartition(".")[0] or __package__  # bl_ext.<repo>.momask
 DEFAULT_MODEL_DIR = model_dirs.DEFAULT_MODEL_DIR  # what the worker loads for a request without a model
 DEFAULT_MODEL = "DEFAULT"
 # The PyTorch builds Install Worker offers (installer.torch_index finds each one's package index).
-TORCH_BUILDS = (("CPU", "CPU", "PyTorch for the processor: works everywhere (about 1.5 GB installed)"),
+TORCH_BUILDS = (("CPU", "CPU", "PyTorch for the processor: works everywhere (about 1.2 GB installed)"),
                 ("CUDA", "NVIDIA GPU (CUDA)", "PyTorch with CUDA: faster on an NVIDIA GPU (about 5 GB installed)"))
 INSTALL_HINT = ("click Install Worker in the add-on's preferences (Edit > Preferences > Add-ons > MoMask Text to "
                 "Motion)")

@@ -3,7 +3,7 @@ from the zip alone in a fresh Blender user folder, a full installation with its 
 and generating afterwards, Repair after a package went missing, and Remove; Cancel halfway, a package the index
 lacks and no network stop early with a message and leave the preferences as they were.
 
-The full installation takes minutes on 2 cores (PyTorch unpacks to 1.5 GB), so it runs once; the other cases
+The full installation takes minutes on 2 cores (the environment is 1.2 GB), so it runs once; the other cases
 stop before PyTorch is installed, in a folder of their own."""
 import json
 import os
