@@ -42,6 +42,9 @@ _PELVIS = JOINT_INDEX["pelvis"]
 # mapped child (a pelvis whose legs hang elsewhere, as Rigify's controls do from spine_fk.001).
 _SPINE_TWIST = {JOINT_INDEX["pelvis"]: 0.0, JOINT_INDEX["spine1"]: 1 / 3, JOINT_INDEX["spine2"]: 2 / 3,
                 JOINT_INDEX["spine3"]: 1.0}
+# Rounds of the torso solve: shoulders levelled by the chest, then spine and chest turned to the neck, which tilts
+# the shoulders again by a little less each round (p99 of the shoulder line under 3.5 deg on the shared rigs).
+_TORSO_ROUNDS = 3
 _LEFT_RIGHT = {name[5:]: (JOINT_INDEX[name], JOINT_INDEX["right_" + name[5:]])
                for name in JOINT_NAMES if name.startswith("left_")}
 # A side pair that starts at one point at rest (a Z-up BVH export's collar bones both at the chest's middle) shows
@@ -339,22 +342,24 @@ def _plan(rig: RigDescription) -> _Plan:
 
 # ------------------------------------------------------------------------------------------------- solving
 def _deltas(rig: RigDescription, plan: _Plan, targets: np.ndarray, up: np.ndarray):
-    """Delta rotations G (rest -> posed, armature space) and head positions of the mapped joints, parents first.
-    targets: (T, 22, 3) in armature space; up: the motion's up in armature space."""
+    """Delta rotations G (rest -> posed, armature space) and head positions of the mapped joints, parents first,
+    and the deltas of unmapped spine bones (_solve_torso). targets: (T, 22, 3) in armature space; up: the
+    motion's up in armature space."""
     rest = rest_joints(rig)
     rest_up = unit(np.linalg.solve(rig.world_matrix[:3, :3], (0.0, 0.0, 1.0)))  # world up, armature space
     left, forward = _body_frame(rest, rest_up)
     lateral = {name: (unit(rest[a] - rest[b]), unit(targets[:, a] - targets[:, b]))
                for name in ("hip", "collar") for a, b in [_side_pair(rest, name)]}
     frames = len(targets)
-    deltas, heads = {}, {}
+    deltas, heads, spine, aimed = {}, {}, {}, {}
+    torso = _torso_chain(rig, plan)
     for j in plan.order:
         up_joint = plan.parent[j]
-        parent = deltas[up_joint] if up_joint is not None else np.broadcast_to(np.eye(3), (frames, 3, 3))
         if up_joint is None:
-            heads[j] = targets[:, j]
+            parent, heads[j] = np.broadcast_to(np.eye(3), (frames, 3, 3)), targets[:, j]
         else:
-            heads[j] = heads[up_joint] + _apply(parent, rest[j] - rest[up_joint])
+            parent = aimed.get(up_joint, deltas[up_joint])
+            heads[j] = heads[up_joint] + _apply(deltas[up_joint], rest[j] - rest[up_joint])
         kids = plan.children[j]
         name = JOINT_NAMES[j]
         if len(kids) > 1:
@@ -378,7 +383,10 @@ def _deltas(rig: RigDescription, plan: _Plan, targets: np.ndarray, up: np.ndarra
             deltas[j] = _foot(parent, rest_axis, targets[:, toe] - targets[:, j], rest_up, up)
         else:  # head, hands, toes: they keep their parent's frame
             deltas[j] = parent
-    return deltas, heads
+        if torso is not None and j == torso.chest:  # its children swing from the chest as aimed: their twists
+            aimed[j] = deltas[j]  # (an arm's bend carried over straight frames) stay as the motion has them
+            spine = _solve_torso(rig, torso, deltas, heads, targets)
+    return deltas, heads, spine
 
 
 def _side_pair(rest: np.ndarray, name: str) -> tuple[int, int]:
@@ -446,6 +454,111 @@ def _carried_over(vectors: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     return confidence[:, None] * vectors + (1 - confidence[:, None]) * filled
 
 
+def _reach(v: np.ndarray, offset: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """The smallest rotations R (T, 3, 3) that put R v + offset along the unit `direction` (T, 3): v turned onto
+    the point of the ray at v's length from -offset (the ray's nearest point where none is that far)."""
+    along = (direction * offset).sum(-1)
+    room = along ** 2 - (offset * offset).sum(-1) + (v * v).sum(-1)
+    wanted = (along + np.sqrt(np.maximum(room, 0.0)))[:, None] * direction - offset
+    return _rotation_between(unit(v), unit(wanted))
+
+
+@dataclass(frozen=True)
+class _Torso:
+    """The spine solved as one chain: chest (the joint the arms hang from), end (its neck, else its head), path
+    (the rig's bones from base up to the chest bone, bottom to top), base (the lowest mapped joint above the
+    pelvis, whose place the pelvis decides; or the last one on the way located on its own: Rigify's controls hang
+    spine_fk.002 beside spine_fk.001)."""
+    chest: int
+    end: int
+    path: tuple[int, ...]
+    base: int
+
+
+def _torso_chain(rig: RigDescription, plan: _Plan) -> _Torso | None:
+    """The torso chain of a rig, or None where the spine is no chain of bones from the pelvis to the chest (no
+    chest or neck to aim at) or carries the legs."""
+    bone_of = rig.bone_of
+    arm = next((j for j in (JOINT_INDEX["left_collar"], JOINT_INDEX["left_shoulder"]) if j in bone_of), None)
+    chest = plan.parent.get(arm)
+    end = next((j for j in (JOINT_INDEX["neck"], JOINT_INDEX["head"]) if plan.parent.get(j) == chest), None)
+    if chest not in _SPINE_TWIST or chest == _PELVIS or end is None or _PELVIS not in bone_of:
+        return None
+    pelvis, top = bone_of[_PELVIS], bone_of[chest]
+    if pelvis not in rig.ancestors[top]:
+        return None
+    path = tuple(rig.ancestors[top][:rig.ancestors[top].index(pelvis)][::-1]) + (top,)
+    legs = set().union(*(rig.ancestors[bone_of[j]] for j in (JOINT_INDEX["left_hip"], JOINT_INDEX["right_hip"])
+                         if j in bone_of))
+    if legs.intersection(path):
+        return None
+    joint_of = {b: j for j, b in bone_of.items()}
+    located = [i for i, b in enumerate(path) if joint_of.get(b) in plan.free]
+    first = located[-1] if located else next(i for i, b in enumerate(path) if b in joint_of)
+    return _Torso(chest, end, path[first:], joint_of[path[first]])
+
+
+def _solve_torso(rig: RigDescription, torso: _Torso, deltas: dict, heads: dict, targets: np.ndarray):
+    """Solves the spine of `torso` as one chain so that the rig's pelvis -> neck direction is the motion's and its
+    shoulder line nearly so, whatever the rig's spine: the chest turns its shoulders onto the motion's shoulder
+    line (_shoulders_level), then the spine bones (mapped ones as aimed, the others carried along) and the chest
+    turn together about the spine's first joint until the neck (the head where no neck is mapped) lies where the
+    motion's does, seen from the pelvis. Turning the spine and chest as one keeps the turn smooth in time (bending
+    a short spine alone to reach the neck swings it wildly near the end of its reach). A rig of the motion's
+    proportions comes out as aimed. Updates the deltas and heads of the chest and the mapped spine joints;
+    returns the deltas of the unmapped spine bones."""
+    bone_of, rest, chest = rig.bone_of, rig.rest_matrices[:, :3, 3], torso.chest
+    joint_of, top = {b: j for j, b in bone_of.items()}, bone_of[chest]
+    bent, carried = {}, None
+    for b in torso.path[:-1]:  # mapped spine joints as aimed, the bones between carried along
+        bent[b] = carried = deltas[joint_of[b]] if b in joint_of else carried
+    spine = sum((_apply(bent[b], rest[n] - rest[b]) for b, n in zip(torso.path, torso.path[1:])), np.zeros(3))
+    low = heads[torso.base] - heads[_PELVIS]
+    wanted = unit(targets[:, torso.end] - targets[:, _PELVIS])
+    for _ in range(_TORSO_ROUNDS if len(torso.path) > 1 else 1):  # levelling the shoulders moves the neck a little
+        _shoulders_level(rig, deltas, targets, chest)
+        if len(torso.path) == 1:  # no spine joint below the chest: nothing to turn to the neck
+            break
+        neck = _apply(deltas[chest], rest[bone_of[torso.end]] - rest[top])
+        turn = _reach(spine + neck, low, wanted)
+        spine, deltas[chest] = _apply(turn, spine), turn @ deltas[chest]
+        bent = {b: turn @ g for b, g in bent.items()}
+    head = heads[torso.base]
+    for b, n in zip(torso.path, torso.path[1:] + (None,)):
+        if b in joint_of:
+            heads[joint_of[b]] = head
+            deltas[joint_of[b]] = bent.pop(b, deltas[joint_of[b]])
+        if n is not None:
+            head = head + _apply(bent.get(b, deltas.get(joint_of.get(b))), rest[n] - rest[b])
+    return bent
+
+
+def _shoulders_level(rig: RigDescription, deltas: dict, targets: np.ndarray, chest: int) -> None:
+    """Turns the chest's delta so that the rig's shoulder line (left minus right shoulder: the chest's own line
+    between its collar heads, plus the collars, which point where the motion's do) lies along the motion's. The
+    turn needed grows as the chest's own line shrinks next to the collars' (UE5's clavicles start 6 cm apart and
+    reach 38 cm): only the share of it that the chest's line carries is made (all of it without collars), so that
+    the chest never turns more than the shoulder line is off, and the collars stay exact."""
+    rest, bone_of = rig.rest_matrices[:, :3, 3], rig.bone_of
+    wanted = unit(targets[:, JOINT_INDEX["left_shoulder"]] - targets[:, JOINT_INDEX["right_shoulder"]])
+    sides = []
+    for side in ("left", "right"):
+        collar, shoulder = JOINT_INDEX[f"{side}_collar"], JOINT_INDEX[f"{side}_shoulder"]
+        if collar in bone_of:
+            length = np.linalg.norm(rest[bone_of[shoulder]] - rest[bone_of[collar]])
+            sides.append((collar, unit(targets[:, shoulder] - targets[:, collar]) * length))
+        else:
+            sides.append((shoulder, np.zeros(3)))
+    (left, left_arm), (right, right_arm) = sides
+    own = rest[bone_of[left]] - rest[bone_of[right]]
+    share = min(1.0, np.linalg.norm(own) / max(np.linalg.norm(left_arm[0] - right_arm[0]), 1e-12))
+    if share > 0:
+        turn = quat_from_matrix(_reach(_apply(deltas[chest], own), left_arm - right_arm, wanted))
+        turn = turn * np.where(turn[..., :1] < 0, -1.0, 1.0)
+        angle = 2 * np.arctan2(np.linalg.norm(turn[..., 1:], axis=-1), turn[..., 0])
+        deltas[chest] = _axis_angle(unit(turn[..., 1:]), share * angle) @ deltas[chest]
+
+
 def _root_bone(rig: RigDescription) -> int:
     pelvis = rig.bone_of[_PELVIS]
     if not rig.ancestors[pelvis]:
@@ -479,7 +592,7 @@ def solve(rig: RigDescription, joints: np.ndarray, options: SolveOptions | None 
     targets = joints @ to_armature[:3, :3].T + to_armature[:3, 3]
     up = unit(to_armature[:3, 1])
     plan = _plan(rig)
-    deltas, heads = _deltas(rig, plan, targets, up)
+    deltas, heads, spine = _deltas(rig, plan, targets, up)
     joint_of = {b: j for j, b in rig.bone_of.items()}
     root = _root_bone(rig) if options.horizontal_on == "root" else None
     if root is not None:  # the pelvis' travel off the rest pelvis, along the ground
@@ -494,8 +607,9 @@ def solve(rig: RigDescription, joints: np.ndarray, options: SolveOptions | None 
         carried_rotation, carried_head = _carry(rig, posed, bone)
         rest_rotation = rig.rest_matrices[bone, :3, :3]
         j = joint_of.get(bone)
-        if j is not None:
-            rotation = deltas[j] @ rest_rotation
+        delta = deltas[j] if j is not None else spine.get(bone)
+        if delta is not None:
+            rotation = delta @ rest_rotation
             rotations[:, bone] = np.swapaxes(carried_rotation, -1, -2) @ rotation
             head = heads[j] if j in plan.free else carried_head
         else:

@@ -5,7 +5,8 @@ edited row by row in the panel.
 Detection is right for most rigs but not all (a 3ds Max export whose 'LeftShoulder' is the upper arm, a twist
 bone taken for a forearm), so the animator sees the map, fixes a row, and every later generation uses the
 stored table as it is (armature_reading.read_rig). Detect fills the table from automatic detection (the VRM
-add-on's humanoid table where there is one) and changes nothing when it cannot map the rig; Map by Hand then
+add-on's humanoid table where there is one; rows found by the skeleton's shape rather than their names are
+marked, until edited) and changes nothing when it cannot map the rig; Map by Hand then
 starts a table with the bones it found; Load VRM takes the humanoid table of a .vrm/.glb file; Clear goes back
 to detecting at each generation."""
 from pathlib import Path
@@ -24,6 +25,8 @@ JOINT_LABELS = {"pelvis": "Hips", "spine1": "Spine (lower)", "spine2": "Spine (m
     f"{side}_{joint}": f"{side.capitalize()} {label}" for side in ("left", "right") for joint, label in (
         ("collar", "Clavicle"), ("shoulder", "Upper Arm"), ("elbow", "Forearm"), ("wrist", "Hand"),
         ("hip", "Thigh"), ("knee", "Shin"), ("ankle", "Foot"), ("foot", "Toes"))}
+# The mark of bones found by the skeleton's shape (core.bonemap's structural matcher), not by their names.
+SHAPE_ICON = "OUTLINER_DATA_ARMATURE"
 # Rigs that detection recognises by their bone names (core.bonemap.PRESETS), as their makers call them.
 RIG_NAMES = {"mixamo": "Mixamo", "smpl22_template": "SMPL (BVH)", "cmu": "CMU motion capture",
              "bandai": "Bandai-Namco motion capture", "ue5": "Unreal Engine 5", "ue4": "Unreal Engine 4",
@@ -42,10 +45,19 @@ def detected_as(bone_map: bonemap.BoneMap) -> str:
     return f"a {RIG_NAMES.get(bone_map.preset, bone_map.preset)} rig"
 
 
+def _bone_edited(row, context) -> None:
+    """A row the animator sets is theirs: no longer marked as found by shape."""
+    row.by_shape = False
+
+
 class MOMASK_PG_joint_bone(bpy.types.PropertyGroup):
-    """One row: `name` is the SMPL joint, `bone` the armature's bone (empty: interpolated or unmapped)."""
+    """One row: `name` is the SMPL joint, `bone` the armature's bone (empty: interpolated or unmapped), `by_shape`
+    whether Detect found that bone by the skeleton's shape rather than its name (worth a look)."""
     bone: bpy.props.StringProperty(name="Bone", description="The armature's bone for this joint (empty: "
-                                   "interpolated from its neighbours where possible, else not keyed)")
+                                   "interpolated from its neighbours where possible, else not keyed)",
+                                   update=_bone_edited)
+    by_shape: bpy.props.BoolProperty(name="Found by Shape", description="Detect found this bone by where it sits "
+                                     "in the skeleton, not by its name")
 
 
 class MOMASK_PG_mapping(bpy.types.PropertyGroup):
@@ -54,19 +66,24 @@ class MOMASK_PG_mapping(bpy.types.PropertyGroup):
     source: bpy.props.StringProperty(name="Source", description="Where the stored table came from")
 
 
-def store(armature, table: dict[str, str], source: str) -> None:
-    """Write one row per SMPL joint (bone names from `table`, joints it lacks empty) onto the armature data."""
+def store(armature, table: dict[str, str], source: str, by_shape=()) -> None:
+    """Write one row per SMPL joint (bone names from `table`, joints it lacks empty; the joints in `by_shape`
+    marked as found by the skeleton's shape) onto the armature data."""
     stored = armature.momask_mapping
     stored.joints.clear()
     for joint in skeleton.JOINT_NAMES:
         row = stored.joints.add()
         row.name, row.bone = joint, table.get(joint, "")
+        row.by_shape = joint in by_shape
     stored.source = source
 
 
 def map_summary(bone_map: bonemap.BoneMap, source: str) -> list[tuple[str, str]]:
     """(icon, text) lines: where the bones come from (`source`), the interpolated and the unmapped joints."""
     lines = [("CHECKMARK", f"Bones from {source}")]
+    if bone_map.structural:
+        lines.append((SHAPE_ICON, "Found by the skeleton's shape, not their names: "
+                      + joint_labels(bone_map.structural)))
     if bone_map.interpolated:
         lines.append(("INFO", "Follow their neighbours: " + joint_labels(bone_map.interpolated)))
     if bone_map.unmapped:
@@ -109,7 +126,8 @@ class MOMASK_OT_detect_mapping(bpy.types.Operator):
             self.report({"ERROR"}, f"'{ob.name}': {err}")
             return {"CANCELLED"}
         source = "the VRM add-on" if bone_map.preset == bonemap.TABLE else "Detect: " + detected_as(bone_map)
-        store(ob.data, {j: b for j, b in zip(skeleton.JOINT_NAMES, bone_map.bones) if b}, source)
+        store(ob.data, {j: b for j, b in zip(skeleton.JOINT_NAMES, bone_map.bones) if b}, source,
+              bone_map.structural)
         self.report({"INFO"}, f"'{ob.name}': " + "; ".join(text for _, text in map_summary(bone_map, source)))
         return {"FINISHED"}
 
@@ -126,12 +144,13 @@ class MOMASK_OT_map_by_hand(bpy.types.Operator):
         try:
             bone_map = read_rig(ob, stored=False).bone_map
             table = {joint: bone for joint, bone in zip(skeleton.JOINT_NAMES, bone_map.bones) if bone}
+            by_shape = bone_map.structural
         except bonemap.UnmappableSkeletonError as err:
-            table = err.partial
+            table, by_shape = err.partial, ()
         except ValueError as err:
             self.report({"ERROR"}, f"'{ob.name}': {err}")
             return {"CANCELLED"}
-        store(ob.data, table, "Map by Hand")
+        store(ob.data, table, "Map by Hand", by_shape)
         return {"FINISHED"}
 
 
@@ -171,12 +190,15 @@ class MOMASK_OT_clear_mapping(bpy.types.Operator):
 
 
 class MOMASK_UL_mapping(bpy.types.UIList):
-    """Joint | bone (searchable among the armature's bones)."""
+    """Joint | bone (searchable among the armature's bones), marked where Detect found it by shape."""
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
         split = layout.split(factor=0.4)
         split.label(text=JOINT_LABELS.get(item.name, item.name))
-        split.prop_search(item, "bone", item.id_data, "bones", text="", icon="BONE_DATA")
+        row = split.row(align=True)
+        row.prop_search(item, "bone", item.id_data, "bones", text="", icon="BONE_DATA")
+        if item.by_shape:
+            row.label(text="", icon=SHAPE_ICON)
 
 
 class MOMASK_PT_mapping(bpy.types.Panel):

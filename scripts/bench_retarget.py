@@ -5,12 +5,14 @@ in out/bench_retarget/motions.npz) with their contact channels, and the HumanML3
 from its features). Rigs: each rig of ../shared/rigs; armatures built with the generator's proportions (the
 fixture subject's bone lengths and torso: the built-in MoMask rig, SMPL names, T; Mixamo names in T at 0.01
 scale, in A, arms down with bent knees at 100 scale); a generated Rigify rig keyed through its FK controls
-(momask_blender.rigify: proxy and visual bake), measured on its deforming DEF bones. Keys are written as the
-add-on writes them and evaluated by Blender. Per rig and motion:
-- direction: degrees between each rig segment joining two directly mapped joints (parent head -> child head,
-  world space) and the motion's segment, every frame; bones (segments from a joint with one child) apart from
-  the torso (pelvis and chest to their children: offsets inside one rigid bone, which follow the motion only
-  where the rig's torso has the motion's shape, and generated torsos change shape from frame to frame);
+(momask_blender.rigify: proxy and visual bake), measured on its deforming DEF bones; and a copy of each with
+every bone renamed at random (the bone map then comes from the skeleton's shape alone: core.bonemap). Keys are
+written as the add-on writes them and evaluated by Blender. Per rig and motion:
+- mapped: joints with a bone of their own (by shape: found by the structural matcher; for the renamed copies,
+  whether they are the bones the real names give);
+- direction: degrees between the rig's and the motion's segments, every frame (tests/support/retarget.py):
+  limbs (hip -> knee -> ankle -> toe, collar -> shoulder -> elbow -> wrist), pelvis -> neck (the spine's bend
+  and lean), the shoulder line (right -> left shoulder) and the head (neck -> head);
 - position: the worst joint error on the fixture clip (the generator's skeleton) for the rigs built with it;
 - skate: mean horizontal speed (cm/s of motion) of the foot joints over the frames foot locking holds, without
   and with locking; held: those frames as a share of the frames the model's channels call planted;
@@ -20,7 +22,7 @@ add-on writes them and evaluated by Blender. Per rig and motion:
 Direction, position and flips measure the solver (no locking); skate, floor and time the add-on's default.
 "Of motion": world units divided by the placement's scale (world units per motion metre, ~1 for human rigs).
 
-    .venv/bin/python scripts/bench_retarget.py [--runs 3] [--regenerate]
+    .venv/bin/python scripts/bench_retarget.py [--runs 3] [--regenerate] [--only NAME]
 """
 import argparse
 import contextlib
@@ -35,9 +37,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import bpy  # noqa: E402
-from core import solver  # noqa: E402
-from core.bonemap import PRESETS  # noqa: E402
+from core import bonemap, solver  # noqa: E402
 from core.features import foot_contacts  # noqa: E402
+from core.skeleton import JOINT_NAMES  # noqa: E402
 from momask_blender import keying, rigify  # noqa: E402
 from momask_blender.armature_reading import read_rig  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
@@ -50,7 +52,7 @@ PROMPTS = {"walk": "a person walks forward", "run": "a person runs forward",
 CACHE = REPO / "out" / "bench_retarget" / "motions.npz"
 FRAMES, SEED = 196, 0
 FIXTURE = "fixture kick"
-DEF_TABLE = {joint: bone for joint, bone in PRESETS["rigify_def"].items() if bone}
+DEF_TABLE = {joint: bone for joint, bone in bonemap.PRESETS["rigify_def"].items() if bone}
 
 
 def load_motions(regenerate: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -121,55 +123,96 @@ def retarget_seconds(ob, joints: np.ndarray, contacts: np.ndarray, runs: int, ke
 
 
 
+def renamed(ob, seed: int = 0) -> None:
+    """Every bone of the armature renamed to a random string of consonants: names that say nothing."""
+    rng = np.random.default_rng(seed)
+    for bone in ob.data.bones:
+        bone.name = "".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), 10))
+
+
+def rig_row(name: str, ob, motions: dict, runs: int, same_proportions: bool, real_bones=None):
+    """(table row, {motion: measure}, the map's bones by real name) of one armature, or a row saying why it
+    cannot be mapped."""
+    names = [bone.name for bone in ob.data.bones]
+    try:
+        keyer = RigifyKeyer(ob)
+    except bonemap.UnmappableSkeletonError as err:
+        return f"| {name} | {len(names)} | not mapped: {str(err)[:90]} |" + " |" * 9, {}, None
+    bone_map = keyer.rig.bone_map
+    mapped = [joint for joint, bone in zip(JOINT_NAMES, bone_map.bones) if bone]
+    mapped_text = f"{len(mapped)} ({len(bone_map.structural)} by shape)"
+    if real_bones is not None:
+        same = all(real_bones[j] == names.index(b) if b else real_bones[j] is None
+                   for j, b in enumerate(bone_map.bones))
+        mapped_text += ", same bones" if same else ", OTHER BONES"
+    results = {motion: measure(keyer, *motions[motion]) for motion in motions}
+
+    def spread(group, worst_only=False):
+        errors = np.concatenate([r[group] for r in results.values()])
+        if not len(errors):
+            return "-"
+        return f"{np.percentile(errors, 99):.2f}" if worst_only else \
+            f"{np.median(errors):.2f} / {np.percentile(errors, 99):.2f}"
+
+    position = f"{results[FIXTURE]['position_mm']:.3f}" if same_proportions else "-"
+    row = (f"| {name} | {len(names)} | {mapped_text} | {spread('limbs')} | {spread('spine')} | "
+           f"{spread('shoulders')} | {spread('head', True)} | {position} | "
+           f"{np.mean([r['skate_before'] for r in results.values()]):.1f} -> "
+           f"{max(r['skate_after'] for r in results.values()):.2f} | "
+           f"{min(r['floor_mm'] for r in results.values()):+.1f} | {sum(r['flips'] for r in results.values())} | "
+           f"{retarget_seconds(ob, *motions['walk'], runs, RigifyKeyer) * 1e3:.0f} ms |")
+    bones = [names.index(b) if b else None for b in bone_map.bones]
+    return row, results, bones
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="timed retargets per rig (default 3)")
     parser.add_argument("--regenerate", action="store_true", help=f"generate the motions again ({CACHE})")
+    parser.add_argument("--only", default=None, help="only the rigs whose name contains this")
     args = parser.parse_args()
     motions = load_motions(args.regenerate)
-    per_rig, per_motion = [], {name: [] for name in motions}
+    rows, per_motion = [], {name: [] for name in motions}
     for name, (build, same_proportions) in build_rigs(motions[FIXTURE][0][0]).items():
-        bpy.ops.wm.read_homefile(use_empty=True)
-        bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = FPS, 1.0
-        ob = build()
-        keyer = RigifyKeyer(ob)
-        results = {motion: measure(keyer, *motions[motion]) for motion in motions}
-        for motion, result in results.items():
-            per_motion[motion].append(result)
-        bones = np.concatenate([r["bones"] for r in results.values()])
-        torso = np.concatenate([r["torso"] for r in results.values()])
-        per_rig.append((name, len(keyer.rig.names), np.median(bones), np.percentile(bones, 99), np.median(torso),
-                        np.percentile(torso, 99), results[FIXTURE]["position_mm"] if same_proportions else None,
-                        np.mean([r["skate_before"] for r in results.values()]),
-                        max(r["skate_after"] for r in results.values()),
-                        min(r["floor_mm"] for r in results.values()), sum(r["flips"] for r in results.values()),
-                        retarget_seconds(ob, *motions["walk"], args.runs, RigifyKeyer)))
+        if args.only and args.only not in name:
+            continue
+        real_bones = None
+        for copy in ("", " (renamed)"):
+            bpy.ops.wm.read_homefile(use_empty=True)
+            bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = FPS, 1.0
+            ob = build()
+            if copy:
+                renamed(ob)
+            row, results, bones = rig_row(name + copy, ob, motions, args.runs, same_proportions, real_bones)
+            real_bones = real_bones or bones
+            rows.append(row)
+            if not copy:
+                for motion, result in results.items():
+                    per_motion[motion].append(result)
         print(f"{name}: done", file=sys.stderr)
 
-    print(f"Rigs, over the {len(motions)} motions ({', '.join(motions)}). Direction in degrees (bones: segments "
-          "from a joint with one child; torso: pelvis and chest to their children); position: worst joint on the "
+    print(f"Rigs and their copies with random bone names, over the {len(motions)} motions ({', '.join(motions)}). "
+          "Directions in degrees, median / 99th percentile; position: worst joint on the "
           f"{FIXTURE} clip, for rigs with its proportions (mm); skate in cm/s of motion (mean unlocked -> worst "
           "locked); lowest foot against the floor (mm, locked); time: read, solve with locking and key the "
           f"{FRAMES}-frame walk.\n")
-    print("| rig | bone count | bones median | bones p99 | torso median | torso p99 | position | skate | lowest foot | "
-          "flips | time |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, count, median, p99, torso_median, torso_p99, position, before, after, floor, flip_count, seconds \
-            in per_rig:
-        print(f"| {name} | {count} | {median:.4f} | {p99:.3f} | {torso_median:.2f} | {torso_p99:.1f} | "
-              f"{'-' if position is None else f'{position:.4f}'} | {before:.1f} -> {after:.2f} | {floor:+.1f} | "
-              f"{flip_count} | {seconds * 1e3:.0f} ms |")
-    print("\nMotions, over the rigs: model contacts: share of frames x channels; held: the frames locking holds as a "
-          "share of the model's contact frames (mean over rigs); skate in cm/s (mean unlocked -> worst locked).\n")
-    print("| motion | frames | model contacts | held | skate | bones p99 (worst rig) | torso p99 (worst rig) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| rig | bones | joints mapped | limbs | pelvis -> neck | shoulder line | head p99 | position | skate | "
+          "lowest foot | flips | time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print("\nMotions, over the rigs (real names): model contacts: share of frames x channels; held: the frames "
+          "locking holds as a share of the model's contact frames (mean over rigs); skate in cm/s (mean unlocked "
+          "-> worst locked); 99th percentiles of the worst rig.\n")
+    print("| motion | frames | model contacts | held | skate | limbs | pelvis -> neck | shoulder line |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, results in per_motion.items():
         joints, contacts = motions[name]
+        worst = {group: max((np.percentile(r[group], 99) for r in results if len(r[group])), default=np.nan)
+                 for group in ("limbs", "spine", "shoulders")}
         print(f"| {name} | {len(joints)} | {contacts.mean():.0%} | {np.mean([r['held'] for r in results]):.0%} | "
               f"{np.mean([r['skate_before'] for r in results]):.1f} -> "
-              f"{max(r['skate_after'] for r in results):.2f} | "
-              f"{max(np.percentile(r['bones'], 99) for r in results):.3f} | "
-              f"{max(np.percentile(r['torso'], 99) for r in results):.1f} |")
+              f"{max(r['skate_after'] for r in results):.2f} | {worst['limbs']:.3f} | {worst['spine']:.2f} | "
+              f"{worst['shoulders']:.2f} |")
 
 
 if __name__ == "__main__":

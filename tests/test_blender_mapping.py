@@ -14,7 +14,7 @@ from core.bonemap import TABLE, UnmappableSkeletonError  # noqa: E402
 from core.skeleton import JOINT_NAMES, PARENTS  # noqa: E402
 from tests.support.files import VRM_BONES, glb, vrm_gltf  # noqa: E402
 
-# Bone names a detector cannot read, for rigs only a table can map: b00 .. b21 in JOINT_NAMES order.
+# Bone names a detector cannot read (b00 .. b21 in JOINT_NAMES order): the skeleton's shape maps them.
 OPAQUE = [f"b{j:02d}" for j in range(len(JOINT_NAMES))]
 
 
@@ -127,10 +127,10 @@ def test_a_rig_missing_an_arm_lists_the_missing_joints(scene):
 
 
 # ------------------------------------------------------------------------------------------------------ VRM
-def test_vrm_files_map_a_rig_detection_cannot_read(scene, tmp_path):
+def test_vrm_files_map_a_rig_whose_names_say_nothing(scene, tmp_path):
     ob = build_armature(OPAQUE, name="Avatar")
-    with pytest.raises(UnmappableSkeletonError):
-        read_rig(ob)
+    detected = read_rig(ob).bone_map  # detection reads it by the skeleton's shape alone
+    assert detected.bones == tuple(OPAQUE) and set(detected.structural) == set(JOINT_NAMES)
     vrm0 = tmp_path / "avatar.vrm"
     vrm0.write_bytes(glb(vrm_gltf("0", dict(zip(VRM_BONES, OPAQUE)) | {"leftEye": "eye"})))
     assert bpy.ops.momask.load_vrm_mapping(filepath=str(vrm0)) == {"FINISHED"}
@@ -223,3 +223,32 @@ def test_panel_shows_the_table_and_what_is_interpolated_or_unmapped(scene):
                                           0, None, "")
     assert [(name, args[:4]) for name, args, *_ in row.calls if name == "prop_search"] == [
         ("prop_search", (ob.data.momask_mapping.joints["neck"], "bone", ob.data, "bones"))]
+
+
+# A Daz-named rig: the upper arms ('lShldr') are no word detection knows, so the skeleton's shape finds them.
+DAZ = ["hip", "lThigh", "rThigh", "abdomen", "lShin", "rShin", None, "lFoot", "rFoot", "chest", None, None, "neck",
+       "lCollar", "rCollar", "head", "lShldr", "rShldr", "lForeArm", "rForeArm", "lHand", "rHand"]
+
+
+def test_rows_found_by_shape_are_marked_until_edited(scene):
+    ob = build_armature(DAZ)
+    texts = draw_mapping_panel().texts()
+    assert "Found by the skeleton's shape, not their names: Left Upper Arm, Right Upper Arm" in texts
+    assert bpy.ops.momask.detect_mapping() == {"FINISHED"}
+    rows = ob.data.momask_mapping.joints
+    assert stored_rows(ob)["left_shoulder"] == "lShldr"
+    assert {row.name for row in rows if row.by_shape} == {"left_shoulder", "right_shoulder"}
+
+    def marks(joint):
+        layout = RecordingLayout()
+        bpy.types.MOMASK_UL_mapping.draw_item(None, bpy.context, layout, None, rows[joint], 0, None, "")
+        return [kwargs["icon"] for name, _, kwargs, _ in layout.calls if name == "label" and kwargs.get("icon")]
+
+    shape = addon_module("mapping").SHAPE_ICON
+    assert marks("left_shoulder") == [shape] and marks("left_elbow") == []
+    rows["left_shoulder"].bone = "lCollar"  # the animator's row wins, unmarked; the table is used as it is
+    rows["left_collar"].bone = ""
+    assert not rows["left_shoulder"].by_shape and marks("left_shoulder") == []
+    bones = dict(zip(JOINT_NAMES, read_rig(ob).bone_map.bones))
+    assert bones["left_shoulder"] == "lCollar" and read_rig(ob).bone_map.structural == ()
+    assert "Found by the skeleton's shape" not in draw_mapping_panel().texts()

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from core.skeleton import JOINT_INDEX, JOINT_NAMES, TARGET_OFFSETS
+from core.skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS, TARGET_OFFSETS
 from core.solver import (HUMANML3D_TO_BLENDER, SolveOptions, default_placement, describe_rig, forward,
-                         mapped_joint_positions, solve)
-from tests.support.rigs import (SEGMENTS, SIDES, TRANSFORMS, angle_between, assert_no_flips, body_frame, build_rig,
-                                offsets_of, placed, rest_pose, synthetic_motion)
+                         mapped_joint_positions, solve, unit)
+from tests.support.rigs import (LIMB_SEGMENTS, SEGMENTS, SIDES, TRANSFORMS, angle_between, assert_no_flips, body_frame,
+                                build_rig, offsets_of, placed, rest_pose, synthetic_motion)
 
 
 @pytest.fixture
@@ -130,6 +130,57 @@ def test_different_proportions_keep_every_segment_direction(fixture_clip):
     assert_hinges_and_feet(rig, pose, fixture_clip)
 
 
+def spine_rig(joints: np.ndarray, spine: int, chest: bool, bow: float):
+    """A rig at (22, 3) rest joints whose spine, from the pelvis to the bone the arms hang from, has `spine` bones
+    (named Spine, Spine1, ...) plus a 'Chest' bone if `chest`, bowed forward at rest by `bow` degrees at each of
+    its joints (a rest curvature the motion's spine does not have); generic names elsewhere."""
+    names = {"pelvis": "Hips", "neck": "Neck", "head": "Head"} | {
+        f"{s}_{j}": f"{b}.{s[0].upper()}" for s in SIDES for j, b in (
+            ("hip", "Thigh"), ("knee", "Shin"), ("ankle", "Foot"), ("foot", "Toe"), ("collar", "Clavicle"),
+        ("shoulder", "UpperArm"), ("elbow", "Forearm"), ("wrist", "Hand"))}
+    bottom, top = joints[JOINT_INDEX["pelvis"]], joints[JOINT_INDEX["spine3"]]
+    length, up = np.linalg.norm(top - bottom) / (spine + chest), unit(top - bottom)
+    front = body_frame(joints)[2]
+    bones, at, direction = [("Hips", None, bottom)], bottom, up
+    for k, name in enumerate([f"Spine{k or ''}" for k in range(spine)] + ["Chest"] * chest):
+        direction = unit(np.cos(np.radians(bow)) * direction + np.sin(np.radians(bow)) * front)
+        at = at + length * direction
+        bones.append((name, bones[-1][0], at))
+    shift = at - top  # the chest, and all above it, where the bowed spine ends
+    for j, name in enumerate(JOINT_NAMES):
+        if name in names and name != "pelvis":
+            parent = JOINT_NAMES[PARENTS[j]]
+            upper = name in ("neck", "head") or name.endswith(("collar", "shoulder", "elbow", "wrist"))
+            bones.append((names[name], names.get(parent, bones[spine + chest][0]), joints[j] + shift * upper))
+    rest = np.tile(np.eye(4), (len(bones), 1, 1))
+    rest[:, :3, 3] = np.array([p for _, _, p in bones]) @ HUMANML3D_TO_BLENDER.T
+    bone_names = [n for n, _, _ in bones]
+    return describe_rig(bone_names, [bone_names.index(p) if p else -1 for _, p, _ in bones], rest)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("spine, chest, bow", [(2, False, 0.0), (2, True, 10.0), (3, False, 8.0), (5, False, 0.0),
+                                               (4, True, 12.0)])
+def test_the_torso_follows_whatever_the_spine(fixture_clip, motion, spine, chest, bow):
+    """Spines of 2 to 5 bones, with or without a chest, bowed at rest, on a body of other proportions: the neck
+    lies where the motion's does seen from the pelvis (the spine's bend and lean), the shoulder line follows
+    within a few degrees, the limbs exactly, and nothing flips on a motion turning through every facing."""
+    scale = np.random.default_rng(spine).uniform(0.7, 1.4, size=22)  # left and right alike
+    offsets = offsets_of(fixture_clip[0]) * scale[[JOINT_INDEX[n.replace("right_", "left_")] for n in JOINT_NAMES],
+                                                  None]
+    rig = spine_rig(rest_pose(offsets, "A", 10), spine, chest, bow)
+    for joints in (fixture_clip, motion):
+        pose = solve(rig, joints)
+        got, target = mapped_joint_positions(rig, pose), placed(pose, joints)
+        for a, b in [*LIMB_SEGMENTS, ("pelvis", "neck")]:
+            a, b = JOINT_INDEX[a], JOINT_INDEX[b]
+            assert angle_between(got[:, b] - got[:, a], target[:, b] - target[:, a]).max() < 0.01, JOINT_NAMES[a]
+        shoulders = [JOINT_INDEX["left_shoulder"], JOINT_INDEX["right_shoulder"]]
+        line = angle_between(*(p[:, shoulders[0]] - p[:, shoulders[1]] for p in (got, target)))
+        assert np.median(line) < 1.0 and np.percentile(line, 99) < 5.0
+    assert_no_flips(pose, max_step_deg=30)
+
+
 def extra_bones(joints):
     """A UE-style root on the ground, CMU-style hip joints at the pelvis, an extra spine bone, twist bones."""
     at = {name: joints[j] for j, name in enumerate(JOINT_NAMES)}
@@ -163,7 +214,7 @@ def test_extra_twist_and_ik_bones(fixture_clip, ik_feet):
     extras = [rig.names.index(n) for n in ("root", "LHipJoint", "RHipJoint", "SpineExtra", "LeftArmTwist",
                                            "RightUpLegTwist")]
     np.testing.assert_allclose(pose.rotations[:, extras], np.broadcast_to([1.0, 0, 0, 0], (len(fixture_clip),
-                                                                                           len(extras), 4)))
+                                                                                           len(extras), 4)), atol=1e-12)
     at = heads(rig, pose)
     np.testing.assert_allclose(at["LeftArmTwist"], (at["LeftArm"] + at["LeftForeArm"]) / 2, atol=1e-9)
     assert set(pose.located) == {"Hips"} | ({"LeftFoot", "RightFoot"} if ik_feet else set())

@@ -8,7 +8,7 @@ from core.skeleton import FOOT_CONTACT_JOINTS, JOINT_INDEX, JOINT_NAMES, PARENTS
 from momask_blender import keying  # noqa: E402  (after bpy: tests.support.blender skips without it)
 from momask_blender.armature_reading import read_rig  # noqa: E402
 from momask_blender.rig_builder import build_rig  # noqa: E402
-from tests.support.rigs import angle_between, offsets_of, placed, rest_pose  # noqa: E402
+from tests.support.rigs import LIMB_SEGMENTS, angle_between, offsets_of, placed, rest_pose  # noqa: E402
 
 FPS = 20
 FLIP_DEG, FLIP_BEYOND_DEG = 30.0, 10.0
@@ -40,18 +40,27 @@ class Keyer:
         return evaluated_joints(self.ob, range(1, len(pose.rotations) + 1), self.measured)
 
 
-def direction_errors(rig: solver.RigDescription, got: np.ndarray, target: np.ndarray):
-    """Degrees between the rig's and the motion's segments joining directly mapped joints, all frames, as (bones:
-    segments from a joint with one child; torso: from the pelvis and the chest to their children, offsets inside
-    one rigid bone that follow the motion only where the rig's torso has the motion's shape)."""
+# Segments measured, by group: limbs (each a bone's own direction), the spine's bend and lean (pelvis -> neck, the
+# head where no neck is mapped), the shoulder line and the head (neck -> head).
+GROUPS = {"limbs": LIMB_SEGMENTS, "spine": [("pelvis", "neck")], "shoulders": [("right_shoulder", "left_shoulder")],
+          "head": [("neck", "head")]}
+
+
+def direction_errors(rig: solver.RigDescription, got: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    """Group (GROUPS) -> degrees between the rig's and the motion's segments, all frames, over the segments whose
+    ends are both directly mapped joints (the spine to the head where the neck is interpolated)."""
     direct = np.isclose(rig.bone_map.weights.max(axis=1), 1.0)
-    errors = {True: [], False: []}
-    for joint in range(1, len(JOINT_NAMES)):
-        parent = PARENTS[joint]
-        if direct[joint] and direct[parent]:
-            errors[np.count_nonzero(PARENTS == parent) > 1].append(
-                angle_between(got[:, joint] - got[:, parent], target[:, joint] - target[:, parent]))
-    return np.concatenate(errors[False]), np.concatenate(errors[True])
+    errors = {}
+    for group, segments in GROUPS.items():
+        found = []
+        for a, b in segments:
+            a, b = JOINT_INDEX[a], JOINT_INDEX[b]
+            if group == "spine" and not direct[b]:
+                b = JOINT_INDEX["head"]
+            if direct[a] and direct[b]:
+                found.append(angle_between(got[:, b] - got[:, a], target[:, b] - target[:, a]))
+        errors[group] = np.concatenate(found) if found else np.zeros(0)
+    return errors
 
 
 def source_frames(target: np.ndarray, joint: int) -> np.ndarray:
@@ -103,8 +112,9 @@ def to_motion(joints: np.ndarray, placement: np.ndarray) -> np.ndarray:
 
 
 def measure(keyer: Keyer, joints: np.ndarray, contacts: np.ndarray) -> dict:
-    """The numbers of one motion on one rig: directions (bones, torso; degrees), position (worst directly mapped
-    joint, mm of motion) and flips without foot locking; skate (cm/s of motion over the held contact frames)
+    """The numbers of one motion on one rig: directions (direction_errors' groups; degrees), position (worst
+    directly mapped joint, mm of motion) and flips without foot locking; skate (cm/s of motion over the held
+    contact frames)
     without and with locking, held (share of the given contact frames), lowest foot against the rig's floor (mm
     of motion) with locking."""
     options = solver.SolveOptions(placement=solver.default_placement(keyer.solved, joints))
@@ -112,14 +122,14 @@ def measure(keyer: Keyer, joints: np.ndarray, contacts: np.ndarray) -> dict:
     plain = solver.solve(keyer.solved, joints, options)
     target = placed(plain, joints)
     got = keyer.evaluate(plain, "plain")
-    bones, torso = direction_errors(keyer.measured, got, target)
+    directions = direction_errors(keyer.measured, got, target)
     rows = np.isclose(keyer.measured.bone_map.weights.max(axis=1), 1.0)
     locked, held = footlock.solve_locked(keyer.solved, joints, contacts, FPS, options)
     got_locked = keyer.evaluate(locked, "locked")
     feet = [j for j in FOOT_CONTACT_JOINTS if keyer.measured.bone_map.weights[j].any()]
     world = keyer.measured.world_matrix
     rest = solver.rest_joints(keyer.measured) @ world[:3, :3].T + world[:3, 3]
-    return dict(bones=bones, torso=torso, flips=flips(keyer.solved, plain, target),
+    return dict(**directions, flips=flips(keyer.solved, plain, target),
                 position_mm=np.linalg.norm((got - target)[:, rows], axis=-1).max() / scale * 1e3,
                 skate_before=footlock.foot_skate(to_motion(got, options.placement), held, FPS),
                 skate_after=footlock.foot_skate(to_motion(got_locked, options.placement), held, FPS),

@@ -12,10 +12,12 @@ MIXAMO = ("Hips LeftUpLeg RightUpLeg Spine LeftLeg RightLeg Spine1 LeftFoot Righ
           "RightHand").split()
 BONE = dict(zip(JOINT_NAMES, MIXAMO))
 SIDES = ("left", "right")
-# (joint, its only child): segments whose direction a solve must reproduce whatever the proportions.
-SEGMENTS = [(f"{s}_{a}", f"{s}_{b}") for s in SIDES for a, b in
-            (("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"), ("collar", "shoulder"), ("shoulder", "elbow"),
-             ("elbow", "wrist"))] + [("spine1", "spine2"), ("spine2", "spine3"), ("neck", "head")]
+# Segments whose direction a solve must reproduce whatever the proportions: the limbs, the pelvis -> neck (the
+# spine's bend and lean) and the head. (The shoulder line follows within a few degrees: tests/support/retarget.py.)
+LIMB_SEGMENTS = [(f"{s}_{a}", f"{s}_{b}") for s in SIDES for a, b in
+                 (("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"), ("collar", "shoulder"), ("shoulder", "elbow"),
+                  ("elbow", "wrist"))]
+SEGMENTS = LIMB_SEGMENTS + [("pelvis", "neck"), ("neck", "head")]
 # Marker bones (unmapped leaves) that show how a bone turned: a knee cap and an elbow crease (forward of the
 # joint, on the upper bone), and a point left of the ankle (on the foot).
 MARKER = 0.1
