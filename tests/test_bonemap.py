@@ -566,7 +566,8 @@ def odd_rig(spine: int = 3, collars: bool = True, toes: bool = True, twists: boo
         bones += chain("pelvis", *leg) + chain(spine_names[-1], *arm)
         bones += [(f"{finger}_{s}", f"hand_{s}", f"{side}_wrist+0.08,0,{z}") for finger, z in (("a", 0.0), ("b", 0.03))]
         want.update({f"{side}_hip": f"thigh_{s}", f"{side}_knee": f"shin_{s}", f"{side}_ankle": f"foot_{s}",
-                     f"{side}_foot": f"toe_{s}" if toes else None, f"{side}_collar": f"clavicle_{s}" if collars else None,
+                     f"{side}_foot": f"toe_{s}" if toes else None,
+                     f"{side}_collar": f"clavicle_{s}" if collars else None,
                      f"{side}_shoulder": f"upper_{s}", f"{side}_elbow": f"fore_{s}", f"{side}_wrist": f"hand_{s}"})
     return bones, tuple(want[joint] for joint in JOINT_NAMES)
 
@@ -586,15 +587,15 @@ def test_structure_maps_odd_hierarchies(rig, pose):
 
 def test_structure_marks_the_joints_it_found_and_names_keep_theirs():
     """Daz-style names the name matcher half reads (lShldr is no word it knows): the structure adds the
-    shoulders, marked as such in the report; the joints the names found stay the names' (a leg named by its
-    mirror image keeps its name's bones, then the rest positions swap the sides)."""
+    shoulders, marked as such in the report; the joints the names found stay the names'."""
     bones, _ = odd_rig(collars=True)
     daz = {"pelvis": "hip", "clavicle_L": "lCollar", "upper_L": "lShldr", "fore_L": "lForeArm", "hand_L": "lHand",
            "thigh_L": "lThigh", "shin_L": "lShin", "foot_L": "lFoot", "head": "head", "neck": "neck"}
     daz |= {k.replace("_L", "_R"): v.replace("l", "r", 1) for k, v in daz.items() if k.endswith("_L")}
     names, parents, positions = build([(daz.get(n, n), daz.get(p, p), w) for n, p, w in bones])
     bone_map = map_skeleton(names, parents, positions)
-    assert bone_map.bones[JOINT_INDEX["left_shoulder"]] == "lShldr" and bone_map.bones[JOINT_INDEX["right_wrist"]] == "rHand"
+    bones = dict(zip(JOINT_NAMES, bone_map.bones))
+    assert bones["left_shoulder"] == "lShldr" and bones["right_wrist"] == "rHand"
     assert "left_shoulder" in bone_map.structural and "left_wrist" not in bone_map.structural
     assert "  left_shoulder  <- lShldr (by structure)" in bone_map.report()
 
@@ -647,8 +648,7 @@ REAL_SKELETONS = {
 def real_skeleton(name: str, more_mocap, bandai_bvh):
     """(names, parents, positions) of a REAL_SKELETONS entry."""
     if name.startswith("blender/"):
-        bpy = pytest.importorskip("bpy")
-        from tests.test_solver_bpy import import_rig
+        from tests.support.blender import bpy, import_rig  # skips without bpy
         bpy.ops.wm.read_homefile(use_empty=True)
         ob = import_rig(name.removeprefix("blender/"))
         names = [bone.name for bone in ob.data.bones]
