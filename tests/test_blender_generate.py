@@ -92,7 +92,7 @@ def test_candidates_are_actions_the_list_switches_between(scene, model_prefs):
     ob = add_rig()
     own = keyed_armature(ob)
     assert generate(prompt="a person dances", seconds=2.0, seed=3, candidates=3, in_place=True) == {"FINISHED"}
-    names = [f"a person dances (seed 3, {k} of 3)" for k in (1, 2, 3)]
+    names = [f"a person dances (seed {2 + k}, {k} of 3)" for k in (1, 2, 3)]  # candidate k: seed 3 + k - 1
     assert [c.action.name for c in ob.momask_candidates] == [own.name] + names
     assert ob.momask_candidate_index == 1 and ob.animation_data.action.name == names[0]
     assert own.users >= 1 and own.name in bpy.data.actions  # the user's action is kept

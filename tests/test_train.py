@@ -25,7 +25,7 @@ from core.models import build_model
 from core.sampling import generate
 from core.train import ConfigError, assemble_model_dir, load_config, train
 from core.train.config import parse_config
-from core.train.data import ClipTokens, batch_items, crop_units
+from core.train.data import ClipTokens, action_weights, batch_items, crop_units
 from core.train.loop import fingerprint, learning_rate
 from core.train.parts import PartError, load_part
 from tests.support.files import make_archive
@@ -148,6 +148,22 @@ def test_crops_follow_the_loader_rules():
     assert (start >= 0).all() and (start + length <= units).all()
     long = units > 60  # long sequences start anywhere
     assert start[long].max() > 20 and (start[long] == 0).mean() < 0.2
+
+
+def test_balanced_sampling_draws_each_action_at_its_stated_share():
+    """Three actions: 'rare' has 1 clip of 20 frames, 'walk' 50 clips of 100, 'wave' 10 clips of 300; with
+    balance 0.5 each action's share is its frames ** 0.5 over the sum, and clips within it by their frames."""
+    actions = ["rare"] + ["walk"] * 50 + ["wave"] * 10
+    frames = np.array([20] + [100] * 50 + [300] * 10)
+    weights = action_weights(actions, frames, 0.5)
+    expected = np.sqrt([20, 5000, 3000]) / np.sqrt([20, 5000, 3000]).sum()
+    draws = np.concatenate([batch_items(len(actions), 256, step, 0, 1, seed=3, weights=weights) for step in range(400)])
+    share = [np.isin(draws, np.flatnonzero(np.array(actions) == a)).mean() for a in ("rare", "walk", "wave")]
+    np.testing.assert_allclose(share, expected, atol=0.005)
+    assert expected[0] > 20 / frames.sum() * 5  # the rare action is drawn far more often than its frames say
+    np.testing.assert_array_equal(batch_items(len(actions), 8, 7, 0, 1, seed=3, weights=weights),
+                                  batch_items(len(actions), 8, 7, 0, 1, seed=3, weights=weights))  # resumable
+    np.testing.assert_allclose(action_weights(actions, frames, 1.0), frames / frames.sum())
 
 
 def test_sampler_deals_each_epoch_once_across_processes():
