@@ -10,7 +10,8 @@ import pytest
 from conftest import REPO, shared_path
 from core.cli import main
 from core.dataset import load_dataset
-from core.dataset.prepare import MIN_CLIPS_TO_HOLD_OUT, assign_splits, feature_statistics, prepare_data
+from core.dataset.prepare import (COMPOSED_CLIPS, MIN_CLIPS_TO_HOLD_OUT, assign_splits, feature_statistics,
+                                  prepare_data)
 from core.features import recover_from_ric
 from tests.support.files import annotated, bandai_bvh, make_archive, write_archive
 
@@ -206,3 +207,29 @@ def test_full_archive():
             joints = recover_from_ric(train[i].features)
             higher = (joints[:, 20, 1] - joints[:, 21, 1]).mean()
             assert higher > 0.1 if "left" in content else higher < -0.1, (train.names[i], content, higher)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_default_dataset_from_both_archives():
+    """`momask prepare-data`'s default: Bandai-Namco, the annotated more-mocap segments and composed clips in
+    data/default of the clone (git-ignored, reused by later runs); composed clips only in the train split."""
+    out = REPO / "data" / "default"
+    manifest = prepare_data(shared_path("data", "bandai-namco-motion.tar.xz"), out, more=True,
+                            more_archive=shared_path("data", "more-mocap.tar.xz"))
+    index = json.loads((out / "index.json").read_text())["clips"]
+    by_dataset = Counter(c["dataset"] for c in index)
+    assert by_dataset[1] + by_dataset[2] == 2776 and by_dataset[3] > 400 and by_dataset[4] == COMPOSED_CLIPS
+    assert manifest["clips"] == len(index)
+    assert {c["split"] for c in index if c["dataset"] == 4} == {"train"}
+    segments = [c for c in index if c["dataset"] == 3]
+    assert max(c["length"] for c in segments) <= 10 * 20 and all(len(c["captions"]) >= 3 for c in segments)
+    train = load_dataset(out, "train")
+    actions = Counter(train.action(i) for i in range(len(train)))
+    for action in ("kick-left", "kick-right", "jump", "crouch", "crawl-forward", "salsa", "composed"):
+        assert actions[action] > 0, action
+    # a mirrored kick-left segment is a kick-right one: its right ankle goes higher
+    for i in range(len(train)):
+        if train.names[i].startswith("M" + "more/") and train.content(i) == "kick-right":
+            joints = recover_from_ric(train[i].features)
+            assert joints[:, 8, 1].max() > joints[:, 7, 1].max() + 0.2, train.names[i]

@@ -184,6 +184,9 @@ def _read_more_mocap(archive: Path, pool: Pool, problems: list[str]) -> dict:
 def _add_more_mocap(converted: "ConvertedClips", takes: dict) -> None:
     """Every converted segment as a clip of MORE_MOCAP_DATASET: its action as content, its captions as given."""
     for path, (member, segments, results) in takes.items():
+        if results[0][0] == "error":  # the take did not convert: one problem, not one per segment
+            converted.add(member, path, results[0], {}, [])
+            continue
         for segment, result in zip(segments, results):
             name = f"{MORE_MOCAP_PREFIX}{path.removesuffix('.bvh')}@{segment.start:g}"
             converted.add(member, name, result, {"dataset": MORE_MOCAP_DATASET, "content": segment.action,
