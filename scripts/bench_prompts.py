@@ -117,19 +117,49 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first prompt of each action (default 0)")
     parser.add_argument("--calibrate", action="store_true", help="judge the real clips of --data instead")
     parser.add_argument("--data", default="data/default", help="prepared dataset for --calibrate")
-    parser.add_argument("--out", help="also write the table to this markdown file")
+    parser.add_argument("--out", help="also write the table to this markdown file (and the results, with --model, "
+                                      "next to it as .json)")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE.json", "AFTER.json"),
+                        help="instead: a before/after table of two runs' results")
     args = parser.parse_args(argv)
+    if args.compare:
+        table = compare(*args.compare)
+        print(table)
+        if args.out:
+            Path(args.out).write_text(table + "\n")
+        return 0
     prompts = load_prompts(args.prompts)
     if args.actions:
         prompts = {a: prompts[a] for a in args.actions}
     if args.calibrate:  # only actions that real clips show: no compositions
         prompts = {a: p for a, p in prompts.items() if "+" not in a and ">" not in a}
-    table = calibrate(args.data, list(prompts)) if args.calibrate else run(
-        args.model, prompts, args.candidates, args.seconds, args.seed)[0]
+    results = None
+    if args.calibrate:
+        table = calibrate(args.data, list(prompts))
+    else:
+        table, results = run(args.model, prompts, args.candidates, args.seconds, args.seed)
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")
+        if results is not None:
+            Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     return 0
+
+
+def compare(before: str, after: str) -> str:
+    """Markdown: success per action of two runs (their --out .json files), actions of either run."""
+    first, second = (json.loads(Path(p).read_text()) for p in (before, after))
+    lines = [f"| action | {Path(before).stem} | {Path(after).stem} |", "|---|---|---|"]
+    for action in list(first) + [a for a in second if a not in first]:
+        cells = [f"{r[action]:.0%}" if action in r else "-" for r in (first, second)]
+        lines.append(f"| {action} | {cells[0]} | {cells[1]} |")
+    for name, keep in (("single actions", lambda a: "+" not in a and ">" not in a),
+                       ("compositions", lambda a: "+" in a or ">" in a)):
+        shared = [a for a in second if keep(a) and a in first]
+        if shared:
+            lines.append(f"| **{name}, mean over the {len(shared)} in both** | "
+                         f"**{np.mean([first[a] for a in shared]):.0%}** | **{np.mean([second[a] for a in shared]):.0%}** |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -350,3 +350,31 @@ def test_serve_is_the_worker():
     assert events[0]["event"] == "ready" and events[0]["protocol"] == protocol.PROTOCOL_VERSION
     assert events[0]["threads"] == 1
     assert events[1] == {"id": 1, "event": "result", "payload": {"pong": True, "busy": None}}
+
+
+def test_generate_says_what_it_understood_and_warns_when_far(tmp_path, capsys):
+    out = ["--seconds", 1, "--seed", 1, "--threads", 1, "--out", tmp_path / "motion.npy"]
+    assert momask("generate", "a person raises the left hand", *out) == 0
+    said = re.search(r"understood as: (.*)", capsys.readouterr().err)
+    assert said and "raise-up-left-hand" in said.group(1)
+    assert momask("generate", "the man stirs a pot of soup", *out) == 0
+    err = capsys.readouterr().err
+    assert "warning: the prompt is far from every action this model learned" in err and "Known actions: " in err
+    assert (tmp_path / "motion.npy").is_file()  # it still generates, the nearest action
+
+
+def test_a_chained_prompt_is_made_part_by_part_as_one_motion(tmp_path, capsys):
+    path = tmp_path / "sequence.npy"
+    assert momask("generate", "a person walks forward, then bows", "--seconds", 4, "--seed", 3, "--threads", 1,
+                  "--out", path) == 0
+    err = capsys.readouterr().err
+    assert 'part 1 "a person walks forward": understood as' in err and 'part 2 "a person bows"' in err
+    assert np.load(path).shape == (80, 22, 3)  # --seconds is the whole motion's, shared out among the parts
+
+
+def test_actions_lists_what_the_default_model_learned(capsys):
+    assert momask("actions") == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split(" (")[0] for line in lines]
+    assert {"walk", "kick-left", "jump", "crouch", "wave-right-hand"} <= set(names)
+    assert all(re.fullmatch(r'[a-z+-]+ \(\d+ training clips\): ".+"( \| ".+")*', line) for line in lines)
