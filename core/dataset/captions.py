@@ -6,6 +6,7 @@ text encoder is trained on sentences. Each content has several phrasings; a capt
 model sees many sentences per label. A content's side ("left"/"right") is read from its name and filled into
 its phrasings, so the mirrored clip (mirror_content) gets captions with the other side. No torch.
 """
+import functools
 import re
 from dataclasses import dataclass
 
@@ -147,6 +148,7 @@ def _present_participle(verb: str) -> str:
     return verb + "ing"
 
 
+@functools.lru_cache(maxsize=None)
 def verb_forms(phrase: str) -> dict[str, str]:
     """A base-form verb phrase in the sentence shapes captions use: third person ("walks forward"),
     progressive ("walking forward", after "is" or "while") and imperative (the phrase itself)."""
