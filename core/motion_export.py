@@ -106,7 +106,7 @@ def write_template_bvh(path, joints, fps: float = FPS) -> Path:
     to_world = np.eye(4)
     to_world[:3, :3] = HUMANML3D_TO_BLENDER
     rig = describe_rig(BVH_BONE_NAMES, PARENTS, rest_matrices, to_world, preset="smpl22_template")
-    pose = solve(rig, joints, SolveOptions(placement=to_world))
+    pose = solve(rig, joints, SolveOptions(placement=to_world, torso_chain=False))  # its own proportions
     offsets = rest - np.where(PARENTS[:, None] >= 0, rest[PARENTS], 0.0)
     end_sites = [None] * NUM_JOINTS
     for name, length in END_SITE_LENGTHS.items():

@@ -134,10 +134,13 @@ class SolveOptions:
     """motion: "root motion" (the pelvis travels) or "in place" (horizontal travel removed, turns kept).
     horizontal_on: "pelvis", or "root" to carry the horizontal travel on the bone at the top of the pelvis'
     hierarchy (UE `root`). placement: (4, 4) similarity from HumanML3D metres to world, None for
-    default_placement."""
+    default_placement. torso_chain: the spine solved as one chain (_solve_torso: a rig of other proportions
+    bends and leans as the motion does); False aims each spine segment on its own, exact on a skeleton of the
+    motion's own proportions (the template BVH export)."""
     motion: str = "root motion"
     horizontal_on: str = "pelvis"
     placement: np.ndarray | None = None
+    torso_chain: bool = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -341,10 +344,10 @@ def _plan(rig: RigDescription) -> _Plan:
 
 
 # ------------------------------------------------------------------------------------------------- solving
-def _deltas(rig: RigDescription, plan: _Plan, targets: np.ndarray, up: np.ndarray):
+def _deltas(rig: RigDescription, plan: _Plan, targets: np.ndarray, up: np.ndarray, torso_chain: bool = True):
     """Delta rotations G (rest -> posed, armature space) and head positions of the mapped joints, parents first,
-    and the deltas of unmapped spine bones (_solve_torso). targets: (T, 22, 3) in armature space; up: the
-    motion's up in armature space."""
+    and the deltas of unmapped spine bones (_solve_torso, with torso_chain). targets: (T, 22, 3) in armature
+    space; up: the motion's up in armature space."""
     rest = rest_joints(rig)
     rest_up = unit(np.linalg.solve(rig.world_matrix[:3, :3], (0.0, 0.0, 1.0)))  # world up, armature space
     left, forward = _body_frame(rest, rest_up)
@@ -352,7 +355,7 @@ def _deltas(rig: RigDescription, plan: _Plan, targets: np.ndarray, up: np.ndarra
                for name in ("hip", "collar") for a, b in [_side_pair(rest, name)]}
     frames = len(targets)
     deltas, heads, spine, aimed = {}, {}, {}, {}
-    torso = _torso_chain(rig, plan)
+    torso = _torso_chain(rig, plan) if torso_chain else None
     for j in plan.order:
         up_joint = plan.parent[j]
         if up_joint is None:
@@ -592,7 +595,7 @@ def solve(rig: RigDescription, joints: np.ndarray, options: SolveOptions | None 
     targets = joints @ to_armature[:3, :3].T + to_armature[:3, 3]
     up = unit(to_armature[:3, 1])
     plan = _plan(rig)
-    deltas, heads, spine = _deltas(rig, plan, targets, up)
+    deltas, heads, spine = _deltas(rig, plan, targets, up, options.torso_chain)
     joint_of = {b: j for j, b in rig.bone_of.items()}
     root = _root_bone(rig) if options.horizontal_on == "root" else None
     if root is not None:  # the pelvis' travel off the rest pelvis, along the ground
