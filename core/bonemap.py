@@ -602,8 +602,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def _limb_joints(tree: _Tree, chain: list[int], prefix: str, slots: tuple[str, ...], up) -> dict[str, int]:
     """The three real joints of a leg (hip, knee, ankle) or an arm (shoulder, elbow, wrist) along its chain: upper
     and lower segment about as long, as much of the chain between them as can be, no bone skipped that does not
-    ride on its segment; the wrist or ankle is no further than a hand or foot (its children all short). A leg's toe is the joint after
-    the ankle unless it points up; an arm's collar the joint before its shoulder."""
+    ride on its segment; the wrist or ankle is no further than a hand or foot (its children all short). A leg's
+    toe is the joint after the ankle unless it points up; an arm's collar the joint before its shoulder."""
     along = np.concatenate([[0.0], np.cumsum([tree.distance(a, b) for a, b in zip(chain, chain[1:])])])
     total = along[-1]
     if total == 0 or len(chain) < 3:
@@ -616,7 +616,8 @@ def _limb_joints(tree: _Tree, chain: list[int], prefix: str, slots: tuple[str, .
                 upper, lower = tree.distance(chain[i], chain[j]), tree.distance(chain[j], chain[k])
                 skipped = sum(not tree.riding(chain[m], chain[a], chain[b]) for a, b in ((i, j), (j, k))
                               for m in range(a + 1, b))
-                cost = abs(np.log(upper / lower)) + skipped + (total - upper - lower) / total if upper * lower else np.inf
+                cost = (abs(np.log(upper / lower)) + skipped + (total - upper - lower) / total if upper * lower
+                        else np.inf)
                 if cost < best:
                     best, found = cost, (i, j, k)
     if found is None:
