@@ -1,6 +1,6 @@
 """`python -m core` is the `momask` command."""
 import sys
 
-from core.cli import main
+from .cli import main
 
 sys.exit(main())

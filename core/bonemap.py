@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
+from .skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS
 
 TORSO = ("pelvis", "spine1", "spine2", "spine3", "neck", "head")
 LEG = ("hip", "knee", "ankle", "foot")

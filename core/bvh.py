@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from core.skeleton import rest_positions
+from .skeleton import rest_positions
 
 CHANNEL_NAMES = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
 _CANONICAL_CHANNEL = {name.lower(): name for name in CHANNEL_NAMES}

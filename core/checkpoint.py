@@ -21,11 +21,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from core.features import FEATURE_DIM
-from core.model_dirs import DEFAULT_MODEL_DIR
-from core.models import MoMaskModels, build_model
-from core.skeleton import NUM_JOINTS
-from core.timebase import FPS
+from .features import FEATURE_DIM
+from .model_dirs import DEFAULT_MODEL_DIR
+from .models import MoMaskModels, build_model
+from .skeleton import NUM_JOINTS
+from .timebase import FPS
 
 FORMAT_NAME = "momask-blender-model"
 FORMAT_VERSION = 1

@@ -6,8 +6,8 @@ import math
 import sys
 from pathlib import Path
 
-from core.known_actions import KnownActions, understood_line
-from core.worker import add_clip_path_option, add_precision_option, options_parser  # stdlib and numpy only: torch comes with a job
+from .known_actions import KnownActions, understood_line
+from .worker import add_clip_path_option, add_precision_option, options_parser  # stdlib and numpy only: torch comes with a job
 
 INSTALLATION = Path(__file__).resolve().parents[1]  # the checkout (or unpacked extension) this module runs from
 MAX_SEED = 2 ** 31 - 1  # as Blender's Seed property: a seed from either side means the same on the other
@@ -139,7 +139,7 @@ def _load_array(path: str, names: tuple[str, ...]):
 
 def _features(args):
     import numpy as np
-    from core.features import joints_to_features
+    from .features import joints_to_features
     joints = _load_array(args.joints, ("joints",))
     if joints.ndim != 3 or joints.shape[1:] != (22, 3):
         raise UserError(f"{args.joints}: expected joints of shape (T, 22, 3), got {joints.shape}")
@@ -150,7 +150,7 @@ def _features(args):
 
 def _joints(args):
     import numpy as np
-    from core.features import recover_from_ric
+    from .features import recover_from_ric
     feats = _load_array(args.features, ("features",))
     if feats.ndim != 2 or feats.shape[1] != 263:
         raise UserError(f"{args.features}: expected features of shape (T, 263), got {feats.shape}")
@@ -159,7 +159,7 @@ def _joints(args):
 
 def _bvh2joints(args):
     import numpy as np
-    from core.mocap import bvh_to_smpl_joints
+    from .mocap import bvh_to_smpl_joints
     joints, report = bvh_to_smpl_joints(args.bvh, fps=args.fps, up=args.up, scale=args.scale)
     np.save(args.out, joints.astype(np.float32))
     print(report)
@@ -169,7 +169,7 @@ def _prepare_data(args):
     if args.bvh_dir is None:
         if args.captions is not None:
             raise UserError("--captions goes with --bvh-dir (the folder of BVH files it captions)")
-        from core.dataset.prepare import prepare_data
+        from .dataset.prepare import prepare_data
         more = not args.bandai_only
         prepare_data(args.archive, args.out or ("data/default" if more else "data/bandai"), workers=args.workers,
                      force=args.force, more_archive=args.more_archive, more=more)
@@ -177,27 +177,27 @@ def _prepare_data(args):
     missing = [option for option, value in (("--captions FILE", args.captions), ("--out DIR", args.out)) if not value]
     if missing:
         raise UserError(f"--bvh-dir needs {' and '.join(missing)}")
-    from core.dataset.bvh_folder import prepare_bvh_folder
+    from .dataset.bvh_folder import prepare_bvh_folder
     prepare_bvh_folder(args.bvh_dir, args.captions, args.out, workers=args.workers, force=args.force, up=args.up)
 
 
 def _render(args):
-    from core.motion_export import check_output_path
-    from core.render import render_file
+    from .motion_export import check_output_path
+    from .render import render_file
     _load_array(args.motion, ("joints",))  # a damaged or empty file gets its one line here
     check_output_path(args.out)
     render_file(args.motion, args.out, fps=args.fps, title=args.title)
 
 
 def _import_momask(args):
-    from core.import_momask import import_momask
+    from .import_momask import import_momask
     print(import_momask(args.checkpoints, args.out))
 
 
 def _evaluate(args):
-    from core.dataset import load_dataset
-    from core.evaluation.evaluate import evaluate
-    from core.evaluation.metrics import R_PRECISION_BATCH
+    from .dataset import load_dataset
+    from .evaluation.evaluate import evaluate
+    from .evaluation.metrics import R_PRECISION_BATCH
     _check_model_dir(args.model_dir, "MODEL_DIR")
     _check_device(args.device)
     clips = len(load_dataset(args.data, args.split))
@@ -216,7 +216,7 @@ def _evaluate(args):
 
 def _train(args):
     import os
-    from core.train import TrainingInterrupted, assemble_model_dir, train
+    from .train import TrainingInterrupted, assemble_model_dir, train
     if args.kind == "assemble":
         missing = [f"--{name}" for name in ("rvq", "mask", "out") if getattr(args, name) is None]
         if missing:
@@ -231,7 +231,7 @@ def _train(args):
         raise UserError(f"--config {args.config}: no such file, here or among the installation's configs "
                         f"({', '.join(p.stem for p in sorted((INSTALLATION / 'configs').glob('*.json')))})")
     _check_device(args.device)
-    from core.dataset import load_dataset
+    from .dataset import load_dataset
     load_dataset(args.data, "train")  # a missing or unprepared dataset is refused before the run folder is made
     try:
         out = train(args.kind, args.config, args.data, args.out, rvq=args.rvq, device=args.device, stop_at=args.stop_at,
@@ -246,8 +246,8 @@ def _train(args):
 def _model_and_encoder(args):
     """(model directory, models, text encoder): loaded once per command, which takes a few seconds."""
     import torch
-    from core.checkpoint import load_model_dir, resolve_model_dir
-    from core.text_encoders import get_text_encoder
+    from .checkpoint import load_model_dir, resolve_model_dir
+    from .text_encoders import get_text_encoder
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     path = resolve_model_dir(args.model)
@@ -272,7 +272,7 @@ def _check_clip_path(path: str | None) -> None:
 def _checked_request(args) -> None:
     """What can be refused before the model loads (the numbers are checked while parsing): outputs, device,
     model directory; a seed is drawn when none is given, so that it can be printed."""
-    from core.motion_export import check_output_path
+    from .motion_export import check_output_path
     for out in args.out:
         check_output_path(out)
     _check_device(args.device)
@@ -297,7 +297,7 @@ def _progress_bar(description: str):
 def _write_results(args, motions, info: dict) -> None:
     """Every candidate to every --out file (NAME_k.EXT for several candidates), each with its own seed."""
     from tqdm import tqdm
-    from core.motion_export import candidate_paths, write_motion
+    from .motion_export import candidate_paths, write_motion
     files = [(path, k) for out in args.out for k, path in enumerate(candidate_paths(out, len(motions)))]
     for path, k in tqdm(files, desc="writing", unit="file", file=sys.stderr):
         extra = {"candidate": k + 1} if len(motions) > 1 else {}
@@ -310,7 +310,7 @@ def _sample_and_write(args, description: str, sample, info: dict) -> None:
     """The checked request's model loaded, `sample(models, encoder, progress) -> motions` run under a progress
     bar (feet locked by `sample` when asked), the motions written to every --out. Candidate k's seed is printed:
     `--seed` that number alone makes the same motion."""
-    from core.timebase import FPS
+    from .timebase import FPS
     _checked_request(args)
     path, models, encoder = _model_and_encoder(args)
     bar, progress = _progress_bar(description)
@@ -327,18 +327,18 @@ def _locked(motion):
     joints, so that an .npz describes the joints written beside it."""
     import dataclasses
     import numpy as np
-    from core.features import CONTACTS, joints_to_features
-    from core.footlock import lock_feet
-    from core.timebase import FPS
+    from .features import CONTACTS, joints_to_features
+    from .footlock import lock_feet
+    from .timebase import FPS
     joints = lock_feet(motion.joints, motion.contacts, fps=FPS).astype(np.float32)
     features = joints_to_features(np.concatenate([joints, joints[-1:]]).astype(np.float64)).astype(np.float32)
     return dataclasses.replace(motion, joints=joints, features=features, contacts=features[:, CONTACTS] > 0.5)
 
 
 def _generate(args):
-    from core.checkpoint import resolve_model_dir
-    from core.limits import requested_frames
-    from core.prompt_generation import generate_prompt
+    from .checkpoint import resolve_model_dir
+    from .limits import requested_frames
+    from .prompt_generation import generate_prompt
     prompt = args.prompt.strip()
     if not prompt:
         raise UserError("the prompt is empty; describe the motion in words, e.g. \"a person walks forward\"")
@@ -361,7 +361,7 @@ def _generate(args):
 
 
 def _actions(args):
-    from core.checkpoint import resolve_model_dir
+    from .checkpoint import resolve_model_dir
     path = resolve_model_dir(args.model)
     known = KnownActions.load(path)
     if known is None:
@@ -374,9 +374,9 @@ def _actions(args):
 def _read_source(path: str):
     """An inpainting source, checked as `inpaint` checks it: .npy of features (T, 263) or joints (T, 22, 3),
     .npz with either (features first), or any humanoid .bvh (converted to the 22 joints at 20 fps)."""
-    from core.inpainting import source_motion
+    from .inpainting import source_motion
     if Path(path).suffix.lower() == ".bvh":
-        from core.mocap import bvh_to_smpl_joints
+        from .mocap import bvh_to_smpl_joints
         source, report = bvh_to_smpl_joints(path)
         print(f"momask inpaint: {report.splitlines()[0]}", file=sys.stderr)
     else:
@@ -400,7 +400,7 @@ def _frame_range(text: str) -> tuple[int, int]:
 
 def _inpaint(args):
     import numpy as np
-    from core.inpainting import check_ranges, inpaint, lock_feet_in_ranges
+    from .inpainting import check_ranges, inpaint, lock_feet_in_ranges
     source = _read_source(args.source)
     ranges = check_ranges(args.range, len(source))
 
@@ -414,7 +414,7 @@ def _inpaint(args):
 def _serve(args):
     """The worker's own options (core.worker.options_parser, which Blender's requests rely on) checked as
     generate's are, before it announces itself ready."""
-    from core.worker import serve
+    from .worker import serve
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     _check_device(args.device)

@@ -7,8 +7,8 @@ form. Pure numpy/scipy; no torch.
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from core.quaternion import qbetween, qinv, qmul, qrot, quat_to_cont6d
-from core.skeleton import (FACE_JOINTS, FOOT_CONTACT_JOINTS, JOINT_NAMES, KINEMATIC_CHAINS, LEFT_FOOT_JOINTS,
+from .quaternion import qbetween, qinv, qmul, qrot, quat_to_cont6d
+from .skeleton import (FACE_JOINTS, FOOT_CONTACT_JOINTS, JOINT_NAMES, KINEMATIC_CHAINS, LEFT_FOOT_JOINTS,
                            LEG_LENGTH_JOINTS, MIRROR_PERMUTATION, NUM_JOINTS, PARENTS, RAW_OFFSETS,
                            RIGHT_FOOT_JOINTS, TARGET_BONE_LENGTHS, TARGET_OFFSETS)
 

@@ -12,8 +12,8 @@ import dataclasses
 
 import numpy as np
 
-from core import solver
-from core.skeleton import FOOT_CONTACT_JOINTS, JOINT_INDEX
+from . import solver
+from .skeleton import FOOT_CONTACT_JOINTS, JOINT_INDEX
 
 UP = 1  # HumanML3D's up axis (y); the ground is x-z
 _HORIZONTAL = np.array([1.0, 0.0, 1.0])

@@ -9,11 +9,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from core.checkpoint import (MISSING_PART_WARNINGS, CheckpointError, load_torch_pickle, model_config,
+from .checkpoint import (MISSING_PART_WARNINGS, CheckpointError, load_torch_pickle, model_config,
                              save_model_dir, summarise_load_error)
-from core.features import FEATURE_DIM
-from core.models import MoMaskModels, build_model
-from core.text_encoders import DEFAULT_CLIP_PATH, ClipTextEncoder
+from .features import FEATURE_DIM
+from .models import MoMaskModels, build_model
+from .text_encoders import DEFAULT_CLIP_PATH, ClipTextEncoder
 
 CLIP_DIM = 512  # the released models are conditioned on CLIP ViT-B/32 text vectors
 

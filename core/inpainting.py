@@ -16,18 +16,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.blending import carried_on, ease, fade, seam_fade_frames
-from core.features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematics, inverse_kinematics,
+from .blending import carried_on, ease, fade, seam_fade_frames
+from .features import (CONTACTS, FEATURE_DIM, RIC, ROOT_Y, forward_kinematics, inverse_kinematics,
                            joints_to_features, recover_from_ric)
-from core.models import MoMaskModels
-from core.protocol import BadRequest
-from core.quaternion import qrot
-from core.limits import EDIT_CONTEXT_FRAMES, MAX_FRAMES, MAX_RANGE_FRAMES, MIN_FRAMES
-from core.sampling import (StepCounter, decode_features, masked_decode, network_passes, residual_decode,
+from .models import MoMaskModels
+from .protocol import BadRequest
+from .quaternion import qrot
+from .limits import EDIT_CONTEXT_FRAMES, MAX_FRAMES, MAX_RANGE_FRAMES, MIN_FRAMES
+from .sampling import (StepCounter, decode_features, masked_decode, network_passes, residual_decode,
                            start_request)
-from core.footlock import UP, lock_feet
-from core.skeleton import FACE_JOINTS, FOOT_CONTACT_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
-from core.timebase import FPS
+from .footlock import UP, lock_feet
+from .skeleton import FACE_JOINTS, FOOT_CONTACT_JOINTS, LEG_LENGTH_JOINTS, NUM_JOINTS, PARENTS, RAW_OFFSETS
+from .timebase import FPS
 
 BLEND_FRAMES = seam_fade_frames(FPS)  # frames over which a range fades from the source into the new motion
 

@@ -1,7 +1,7 @@
 """What one request to the models can make, in model frames (20 fps, core.timebase). Torch-free, so that the
 worker checks requests against these numbers and Blender checks an operator's input against the same ones before
 asking (docs/momask.md, "Lengths and frames")."""
-from core.timebase import FPS
+from .timebase import FPS
 
 MIN_FRAMES = 8  # 2 tokens: the shortest motion the transformers were trained on
 MAX_FRAMES = 196  # 49 tokens: the longest, one transformer window

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from core.bonemap import UnmappableSkeletonError, map_skeleton
-from core.bvh import Bvh, read_bvh
-from core.skeleton import JOINT_INDEX, LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
-from core.timebase import resample
+from .bonemap import UnmappableSkeletonError, map_skeleton
+from .bvh import Bvh, read_bvh
+from .skeleton import JOINT_INDEX, LEFT_FOOT_JOINTS, RIGHT_FOOT_JOINTS
+from .timebase import resample
 
 # Units a mocap file is likely written in, tried in this order: metres per file unit.
 UNITS = (("m", 1.0), ("cm", 0.01), ("mm", 0.001), ("inch", 0.0254), ("foot", 0.3048))

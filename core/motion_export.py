@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bonemap import PRESETS
-from core.bvh import write_bvh
-from core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, RAW_OFFSETS, rest_positions
-from core.solver import (HUMANML3D_TO_BLENDER, SolveOptions, checked_joints, describe_rig, perpendicular, solve,
+from .bonemap import PRESETS
+from .bvh import write_bvh
+from .skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS, RAW_OFFSETS, rest_positions
+from .solver import (HUMANML3D_TO_BLENDER, SolveOptions, checked_joints, describe_rig, perpendicular, solve,
                          unit)
-from core.timebase import FPS
+from .timebase import FPS
 
 FORMATS = (".npy", ".npz", ".bvh", ".gif", ".mp4")  # what each holds: write_motion (and `momask generate --help`)
 BVH_BONE_NAMES = tuple(PRESETS["smpl22_template"][name] for name in JOINT_NAMES)  # Hips, LeftUpLeg, ...
@@ -136,6 +136,6 @@ def write_motion(path, joints, features=None, contacts=None, info: dict | None =
     elif ext == ".bvh":
         write_template_bvh(path, joints, fps)
     else:
-        from core.render import render_joints  # matplotlib: only for previews
+        from .render import render_joints  # matplotlib: only for previews
         render_joints(joints, path, fps=fps, title=info.get("prompt"), contacts=contacts)
     return path

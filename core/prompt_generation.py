@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.known_actions import FAR_SIMILARITY, KnownActions
-from core.limits import MIN_FRAMES
-from core.prompt_sequence import split_sequence
-from core.protocol import BadRequest
-from core.sampling import candidate_generators, generate, sample_token_lengths
-from core.sequence import generate_long
+from .known_actions import FAR_SIMILARITY, KnownActions
+from .limits import MIN_FRAMES
+from .prompt_sequence import split_sequence
+from .protocol import BadRequest
+from .sampling import candidate_generators, generate, sample_token_lengths
+from .sequence import generate_long
 
 
 @dataclass(frozen=True)

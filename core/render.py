@@ -12,10 +12,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
-from core.features import foot_contacts, recover_from_ric
-from core.footlock import checked_contacts
-from core.motion_export import require_ffmpeg
-from core.skeleton import FOOT_CONTACT_JOINTS, JOINT_NAMES, KINEMATIC_CHAINS, NUM_JOINTS
+from .features import foot_contacts, recover_from_ric
+from .footlock import checked_contacts
+from .motion_export import require_ffmpeg
+from .skeleton import FOOT_CONTACT_JOINTS, JOINT_NAMES, KINEMATIC_CHAINS, NUM_JOINTS
 
 # Left and right in clearly different colours, so a mirrored motion is visible at a glance.
 LEFT_COLOUR = "#1f5fd6"

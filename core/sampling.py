@@ -14,10 +14,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.features import foot_contacts, recover_from_ric
-from core.limits import MAX_FRAMES, MIN_FRAMES
-from core.models import MoMaskModels
-from core.protocol import BadRequest
+from .features import foot_contacts, recover_from_ric
+from .limits import MAX_FRAMES, MIN_FRAMES
+from .models import MoMaskModels
+from .protocol import BadRequest
 
 KEPT_SCORE = 1e5  # confidence of a token that must never be re-masked (pads, kept source tokens)
 

@@ -14,12 +14,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.features import foot_contacts, recover_from_ric
-from core.inpainting import edit_tokens
-from core.models import MoMaskModels
-from core.protocol import BadRequest
-from core.limits import MAX_FRAMES, MIN_FRAMES
-from core.sampling import GeneratedMotion, StepCounter, decode_features, network_passes, start_request
+from .features import foot_contacts, recover_from_ric
+from .inpainting import edit_tokens
+from .models import MoMaskModels
+from .protocol import BadRequest
+from .limits import MAX_FRAMES, MIN_FRAMES
+from .sampling import GeneratedMotion, StepCounter, decode_features, network_passes, start_request
 
 CONTEXT_FRAMES = 48  # frames of the previous window that a window keeps and continues from
 

@@ -13,9 +13,9 @@ from functools import cached_property
 
 import numpy as np
 
-from core.bonemap import BoneMap, map_skeleton
-from core.quaternion import hemisphere_continuity, quat_from_matrix, quat_to_matrix
-from core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
+from .bonemap import BoneMap, map_skeleton
+from .quaternion import hemisphere_continuity, quat_from_matrix, quat_to_matrix
+from .skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
 
 # HumanML3D (y up, facing +z) -> Blender (z up, facing -y): (x, y, z) -> (x, -z, y); the body's left stays +x.
 HUMANML3D_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])

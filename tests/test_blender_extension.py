@@ -58,7 +58,7 @@ assert bpy.ops.extensions.package_install_files(filepath={str(built_zip)!r}, rep
 addon = "bl_ext.user_default.momask_blender"
 assert addon in bpy.context.preferences.addons
 installed = os.path.join(bpy.utils.user_resource("EXTENSIONS"), "user_default", "momask_blender")
-assert sys.modules["core"].__file__.startswith(installed), sys.modules["core"].__file__
+assert "core" not in sys.modules and sys.modules[addon + ".core"].__file__.startswith(installed)
 bpy.ops.wm.read_homefile(use_empty=True)
 bpy.ops.momask.add_rig()
 rig = sys.modules[addon + ".momask_blender.armature_reading"].read_rig(bpy.context.active_object)

@@ -29,16 +29,21 @@ NUMPY_ONLY_MODULES = ["core.skeleton", "core.quaternion", "core.features", "core
 
 
 def blender_shared_modules() -> list[str]:
-    """The core modules the Blender side loads, read from momask_blender/_core.py's imports and from the modules
-    the Blender side imports from core directly."""
-    names = set()
-    for path in (REPO / "momask_blender").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module in ("core", "_core") and node.level in (0, 1):
-                names |= {f"core.{alias.name}" for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core."):
-                names.add(node.module)
-    return sorted(names)
+    """The core modules the Blender side loads: the __all__ of momask_blender/_core.py, read without importing
+    it (its package needs bpy)."""
+    tree = ast.parse((REPO / "momask_blender" / "_core.py").read_text())
+    listed = next(node.value for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "__all__")
+    return [f"core.{name}" for name in ast.literal_eval(listed)]
+
+
+def test_core_imports_itself_relatively():
+    """Inside Blender core/ is a subpackage of the extension, not the top-level `core` (another add-on's name
+    too): a module that imported `core.x` would load another package's module, or none."""
+    absolute = [f"{path.relative_to(REPO)}:{node.lineno}" for path in (REPO / "core").rglob("*.py")
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "core"
+                or isinstance(node, ast.Import) and any(a.name.split(".")[0] == "core" for a in node.names)]
+    assert absolute == []
 
 
 def test_the_blender_side_loads_core_modules():

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.dataset.captions import make_caption, mirror_caption, mirror_content
-from core.features import mirror_joints
+from ..dataset.captions import make_caption, mirror_caption, mirror_content
+from ..features import mirror_joints
 
 FEATURES, FEATURES_MIRRORED, JOINTS = "features.npy", "features_mirrored.npy", "joints.npy"
 CLIP_INDEX, MANIFEST, SPLIT_DIR = "index.json", "manifest.json", "splits"

@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 from tqdm import tqdm
 
-from core.dataset import FREE_TEXT_DATASET
-from core.dataset.prepare import (CONVERSION_MODULES, ConvertedClips, code_version, convert_bvh, finish_dataset,
+from ..dataset import FREE_TEXT_DATASET
+from ..dataset.prepare import (CONVERSION_MODULES, ConvertedClips, code_version, convert_bvh, finish_dataset,
                                   start_dataset, up_to_date)
 
 CSV_HEADER = ["file", "caption"]

@@ -12,8 +12,8 @@ Numpy only.
 """
 import numpy as np
 
-from core.dataset.captions import PLAIN_SUBJECTS, phrasings, verb_forms
-from core.skeleton import JOINT_INDEX
+from ..dataset.captions import PLAIN_SUBJECTS, phrasings, verb_forms
+from ..skeleton import JOINT_INDEX
 
 _J = JOINT_INDEX
 LOCOMOTION = ("walk", "run", "walk-back", "walk-turn-left", "walk-turn-right", "walk-left", "walk-right")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.dataset.captions import mirror_caption
-from core.timebase import FPS
+from ..dataset.captions import mirror_caption
+from ..timebase import FPS
 
 DEFAULT = Path(__file__).with_name("more_mocap.jsonl")
 MIN_SECONDS, MAX_SECONDS = 1.5, 10.0

@@ -23,16 +23,16 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from tqdm import tqdm
 
-from core.bvh import parse_bvh
-from core.dataset import (CLIP_INDEX, FEATURES, FEATURES_MIRRORED, JOINTS, MANIFEST, MEAN, MEAN_RAW,
+from ..bvh import parse_bvh
+from ..dataset import (CLIP_INDEX, FEATURES, FEATURES_MIRRORED, JOINTS, MANIFEST, MEAN, MEAN_RAW,
                           MIRROR_PREFIX, MORE_MOCAP_DATASET, COMPOSED_DATASET, SPLIT_DIR, SPLITS, STD, STD_RAW)
-from core.dataset.captions import CONTENTS, STYLES, captions_for, content_side
-from core.dataset.composition import ARM_ACTIONS, LOCOMOTION, SEPARATOR, compose_arms, composed_captions
-from core.dataset.more_mocap import DEFAULT as ANNOTATIONS, cut_segment, load_annotations
-from core.features import (CONTACTS, LOCAL_VEL, RIC, ROOT_LIN_VEL, ROOT_ROT_VEL, ROOT_Y, ROT6D, joints_to_features,
+from ..dataset.captions import CONTENTS, STYLES, captions_for, content_side
+from ..dataset.composition import ARM_ACTIONS, LOCOMOTION, SEPARATOR, compose_arms, composed_captions
+from ..dataset.more_mocap import DEFAULT as ANNOTATIONS, cut_segment, load_annotations
+from ..features import (CONTACTS, LOCAL_VEL, RIC, ROOT_LIN_VEL, ROOT_ROT_VEL, ROOT_Y, ROT6D, joints_to_features,
                            mirror_joints)
-from core.mocap import bvh_to_smpl_joints
-from core.timebase import FPS
+from ..mocap import bvh_to_smpl_joints
+from ..timebase import FPS
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 DEFAULT_ARCHIVE = SHARED_DATA / "bandai-namco-motion.tar.xz"

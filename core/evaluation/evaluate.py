@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.checkpoint import load_model_dir, resolve_model_dir
-from core.dataset import load_dataset
-from core.evaluation.evaluator import load_evaluator
-from core.evaluation.metrics import (DIVERSITY_PAIRS, MULTIMODALITY_PAIRS, R_PRECISION_BATCH, diversity, fid,
+from ..checkpoint import load_model_dir, resolve_model_dir
+from ..dataset import load_dataset
+from ..evaluation.evaluator import load_evaluator
+from ..evaluation.metrics import (DIVERSITY_PAIRS, MULTIMODALITY_PAIRS, R_PRECISION_BATCH, diversity, fid,
                                      matching_distance, mean_and_interval, mpjpe, multimodality, r_precision)
-from core.features import recover_from_ric
-from core.models import MoMaskModels
-from core.limits import MAX_FRAMES
-from core.sampling import decode_features, generate
-from core.text_encoders import get_text_encoder
+from ..features import recover_from_ric
+from ..models import MoMaskModels
+from ..limits import MAX_FRAMES
+from ..sampling import decode_features, generate
+from ..text_encoders import get_text_encoder
 
 EVAL_SET_SEED = 20240
 EVALUATOR_SUBDIR = "evaluator"

@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from core.checkpoint import CheckpointError, load_stats, load_weights
-from core.features import CONTACTS, FEATURE_DIM
+from ..checkpoint import CheckpointError, load_stats, load_weights
+from ..features import CONTACTS, FEATURE_DIM
 
 FORMAT_NAME = "momask-blender-evaluator"
 FORMAT_VERSION = 1

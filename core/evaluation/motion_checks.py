@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.skeleton import JOINT_INDEX
-from core.timebase import FPS
+from ..skeleton import JOINT_INDEX
+from ..timebase import FPS
 
 _J = JOINT_INDEX
 _UP = np.array([0.0, 1.0, 0.0])

@@ -5,12 +5,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.models.length_estimator import LengthEstimator
-from core.models.mask_transformer import MaskTransformer
-from core.models.residual_transformer import ResidualTransformer
-from core.models.rvq import RVQVAE
-from core.models.transformer import BF16_NATIVE
-from core.protocol import PRECISIONS
+from ..models.length_estimator import LengthEstimator
+from ..models.mask_transformer import MaskTransformer
+from ..models.residual_transformer import ResidualTransformer
+from ..models.rvq import RVQVAE
+from ..models.transformer import BF16_NATIVE
+from ..protocol import PRECISIONS
 
 MODEL_CLASSES = {"rvq": RVQVAE, "mask": MaskTransformer, "residual": ResidualTransformer, "length": LengthEstimator}
 

@@ -5,7 +5,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
-from core.limits import MAX_FRAMES
+from ..limits import MAX_FRAMES
 
 KINDS = ("rvq", "mask", "residual", "length", "evaluator")
 OPTIMIZERS = ("adamw", "adam")

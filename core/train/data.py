@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.dataset import ClipDataset
-from core.train.ddp import Distributed
+from ..dataset import ClipDataset
+from ..train.ddp import Distributed
 
 FRAMES_PER_TOKEN = 4
 SHORTEN_PROB = 1 / 3  # docs/momask.md "Training crops": one unit of 4 frames shorter with this probability
@@ -192,7 +192,7 @@ class CaptionPool:
     def build(cls, dataset: ClipDataset, encoder_name: str, per_clip: int, seed: int, progress: bool = True,
               device: torch.device = torch.device("cpu"), batch: int = 256) -> tuple["CaptionPool", np.ndarray]:
         """Generate the captions (fixed seed per clip) and embed each distinct one; also returns the captions."""
-        from core.text_encoders import get_text_encoder
+        from ..text_encoders import get_text_encoder
         captions = [[dataset.fresh_caption(i, rng) for _ in range(per_clip)]
                     for i, rng in ((i, rng_for(seed, CAPTIONS, i)) for i in range(len(dataset)))]
         unique, index = np.unique(np.array(captions), return_inverse=True)

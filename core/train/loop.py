@@ -19,11 +19,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from core.train.config import ConfigError, StageConfig, TrainConfig, load_config
-from core.train.data import STEP, batch_items, rng_for, step_seed
-from core.train.ddp import Distributed, device_for, init_distributed
-from core.train.log import TrainingLog
-from core.train.tasks import Task, build_task
+from ..train.config import ConfigError, StageConfig, TrainConfig, load_config
+from ..train.data import STEP, batch_items, rng_for, step_seed
+from ..train.ddp import Distributed, device_for, init_distributed
+from ..train.log import TrainingLog
+from ..train.tasks import Task, build_task
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -93,7 +93,7 @@ def _inputs(task: Task) -> dict:
 
 
 def _load_checkpoint(path: Path, kind: str, config: TrainConfig, task: Task, device: torch.device) -> dict:
-    from core.checkpoint import load_torch_pickle
+    from ..checkpoint import load_torch_pickle
     state = load_torch_pickle(path)
     if state.get("kind") != kind:
         raise ConfigError(f"{path}: a checkpoint of a {state.get('kind')!r} run, not {kind}; use another --out")

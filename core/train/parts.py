@@ -17,8 +17,8 @@ import numpy as np
 from safetensors.torch import save_model
 from torch import nn
 
-from core.checkpoint import CheckpointError, load_weights, model_config, save_model_dir
-from core.models import MoMaskModels, build_model
+from ..checkpoint import CheckpointError, load_weights, model_config, save_model_dir
+from ..models import MoMaskModels, build_model
 
 PART_INFO, PART_WEIGHTS = "part.json", "model.safetensors"
 
@@ -74,9 +74,9 @@ def load_statistics(rvq_dir) -> tuple[np.ndarray, np.ndarray]:
 
 def _save_known_actions(model_dir: Path, dataset_dir, encoder_name: str) -> None:
     """The actions the masked transformer learned (core.known_actions), from its dataset's train split."""
-    from core.dataset import load_dataset
-    from core.known_actions import build_known_actions
-    from core.text_encoders import get_text_encoder
+    from ..dataset import load_dataset
+    from ..known_actions import build_known_actions
+    from ..text_encoders import get_text_encoder
     encoder = get_text_encoder(encoder_name, cache_size=0)
     build_known_actions(load_dataset(dataset_dir, "train"),
                         lambda texts: encoder.encode(texts).float().cpu().numpy()).save(model_dir)
@@ -86,7 +86,7 @@ def assemble_model_dir(out, rvq, mask, residual=None, length=None, evaluator=Non
     """Our model directory (core.checkpoint) from finished training runs; the evaluator, if given, is copied
     into `out/evaluator`. Checks that the transformers were trained on this RVQ and that every part reads
     the same text encoder."""
-    from core.evaluation.evaluator import load_evaluator, save_evaluator
+    from ..evaluation.evaluator import load_evaluator, save_evaluator
     rvq_net, rvq_info = load_part(rvq, "rvq")
     parts, encoders, steps, mask_info = {}, set(), [f"rvq {rvq_info['steps']}"], {}
     for kind, run_dir in (("mask", mask), ("residual", residual), ("length", length)):

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.dataset import MEAN_RAW, STD_RAW, load_dataset
-from core.models import build_model
-from core.train.config import ConfigError, TrainConfig
-from core.train.data import (FRAMES_PER_TOKEN, CaptionPool, ClipFeatures, ClipTokens, action_weights, crop_units,
+from ..dataset import MEAN_RAW, STD_RAW, load_dataset
+from ..models import build_model
+from ..train.config import ConfigError, TrainConfig
+from ..train.data import (FRAMES_PER_TOKEN, CaptionPool, ClipFeatures, ClipTokens, action_weights, crop_units,
                              usable_std)
-from core.train.ddp import Distributed
-from core.train.parts import load_part, load_statistics, save_part
+from ..train.ddp import Distributed
+from ..train.parts import load_part, load_statistics, save_part
 
 TOKENS_CACHE = "tokens.npz"
 
@@ -134,7 +134,7 @@ class EvaluatorTask(Task):
         return self.net.loss(cond, motion, lengths, groups)
 
     def save_final(self, out, info):
-        from core.evaluation.evaluator import save_evaluator
+        from ..evaluation.evaluator import save_evaluator
         notes = [f"trained with `momask train evaluator` for {info['steps']} steps"]
         save_evaluator(self.net, out, self.mean, self.std, self.info["text_encoder"]["name"], self.dataset_name,
                        notes)
@@ -153,7 +153,7 @@ def _fresh(kind: str, hparams: dict, seed: int) -> nn.Module:
     """A new network, initialised identically on every process."""
     torch.manual_seed(seed)
     if kind == "evaluator":
-        from core.evaluation.evaluator import build_evaluator
+        from ..evaluation.evaluator import build_evaluator
         return build_evaluator(hparams)
     return build_model(kind, hparams)
 
@@ -162,7 +162,7 @@ def _init_rvq(net: nn.Module, model_dir) -> None:
     """Give `net` the weights of a model directory's RVQ (fine-tuning it on this dataset, normalised with this
     dataset's statistics: another dataset's can put new motions hundreds of std out, e.g. spins in the root's
     rotation speed); refused when the config's sizes differ."""
-    from core.checkpoint import load_model_dir
+    from ..checkpoint import load_model_dir
     rvq = load_model_dir(model_dir, "cpu", "float32").rvq
     if rvq.hparams != net.hparams:
         raise ConfigError(f"--init {model_dir}: its RVQ has sizes {rvq.hparams}, the config asks for {net.hparams}")
