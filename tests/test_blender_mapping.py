@@ -7,10 +7,10 @@ import types
 
 import pytest
 
-from tests.support.blender import (RecordingLayout, addon_module, bpy, extension, generate,  # noqa: F401
+from tests.support.blender import (RecordingLayout, addon_core, addon_module, bpy, extension, generate,  # noqa: F401
                                    scene, snapshot)
 
-from core.bonemap import TABLE, UnmappableSkeletonError  # noqa: E402
+from core.bonemap import TABLE  # noqa: E402
 from core.skeleton import JOINT_NAMES, PARENTS  # noqa: E402
 from tests.support.files import VRM_BONES, glb, vrm_gltf  # noqa: E402
 
@@ -91,9 +91,9 @@ def test_a_stored_bone_that_no_longer_exists_is_named(scene):
     bpy.ops.momask.detect_mapping()
     ob.data.bones["left_elbow"].name = "forearm.L"
     ob.data.bones["head"].name = "HeadBone"
-    with pytest.raises(UnmappableSkeletonError, match="the MoMask mapping table of 'Rig' maps head to 'head', "
-                                                      "left_elbow to 'left_elbow', but the armature has no such "
-                                                      "bone.*press Detect"):
+    with pytest.raises(addon_core("bonemap").UnmappableSkeletonError,
+                       match="the MoMask mapping table of 'Rig' maps head to 'head', left_elbow to 'left_elbow', "
+                             "but the armature has no such bone.*press Detect"):
         read_rig(ob)
     before = snapshot()
     with pytest.raises(RuntimeError, match="'Rig' cannot be animated: .*maps head to 'head'"):

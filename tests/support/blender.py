@@ -31,6 +31,12 @@ def addon_module(name: str):
     return sys.modules[f"{ADDON}.momask_blender.{name}"]
 
 
+def addon_core(name: str):
+    """A module of core/ as the loaded extension has it: its own copy, loaded under the extension's package (the
+    tests' `core` is another), so its classes (an exception to catch) are not the tests' ones."""
+    return sys.modules[f"{ADDON}.core.{name}"]
+
+
 @pytest.fixture(scope="session")
 def extension(tmp_path_factory):
     """The source tree enabled as Blender enables a development repository: a repository folder whose child
