@@ -88,7 +88,8 @@ def assemble_model_dir(out, rvq, mask, residual=None, length=None, evaluator=Non
     the same text encoder."""
     from ..evaluation.evaluator import load_evaluator, save_evaluator
     rvq_net, rvq_info = load_part(rvq, "rvq")
-    parts, encoders, steps, mask_info = {}, set(), [f"rvq {rvq_info['steps']}"], {}
+    started = f" fine-tuned from {Path(rvq_info['init']).name}" if rvq_info.get("init") else ""
+    parts, encoders, steps, mask_info = {}, set(), [f"rvq {rvq_info['steps']}{started}"], {}
     for kind, run_dir in (("mask", mask), ("residual", residual), ("length", length)):
         if run_dir is None:
             parts[kind] = None
