@@ -376,5 +376,5 @@ def test_actions_lists_what_the_default_model_learned(capsys):
     assert momask("actions") == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.split(" (")[0] for line in lines]
-    assert {"walk", "kick-left", "jump", "crouch", "wave-right-hand"} <= set(names)
+    assert {"walk", "kick", "bow", "wave-right-hand", "raise-up-left-hand"} <= set(names)
     assert all(re.fullmatch(r'[a-z+-]+ \(\d+ training clips\): ".+"( \| ".+")*', line) for line in lines)
