@@ -94,7 +94,7 @@ def test_generated_candidates_are_baked_onto_the_fk_controls(rig, model_prefs, r
 
     assert constraints(rig) == before and len(before) > 500  # the rig's own, none of ours
     assert (sorted(bpy.data.objects.keys()), sorted(bpy.data.armatures.keys())) == (objects, armatures)
-    names = [f"{prompt} (seed 2, {k} of 2)" for k in (1, 2)]
+    names = [f"{prompt} (seed {1 + k}, {k} of 2)" for k in (1, 2)]  # candidate k: seed 2 + k - 1
     assert sorted(bpy.data.actions.keys()) == names  # no proxy action left behind
     assert [c.action.name for c in rig.momask_candidates] == names and rig.animation_data.action.name == names[0]
     keyed = curves(bpy.data.actions[names[0]])
