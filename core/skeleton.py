@@ -64,3 +64,13 @@ def rest_positions(offsets: np.ndarray, parents=PARENTS) -> np.ndarray:
         if parent >= 0:
             positions[j] += positions[parent]
     return positions
+
+
+def facing_directions(joints: np.ndarray) -> np.ndarray:
+    """(T, 22, 3) y-up joints -> (T, 3) unit forward directions on the floor plane: up x across, across being
+    the hips' and the shoulders' left-to-right sum (HumanML3D's rule)."""
+    across = (joints[:, JOINT_INDEX["right_hip"]] - joints[:, JOINT_INDEX["left_hip"]]
+              + joints[:, JOINT_INDEX["right_shoulder"]] - joints[:, JOINT_INDEX["left_shoulder"]])
+    forward = np.cross([0.0, 1.0, 0.0], across)
+    forward[:, 1] = 0
+    return forward / np.maximum(np.linalg.norm(forward, axis=-1, keepdims=True), 1e-8)

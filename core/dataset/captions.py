@@ -282,7 +282,8 @@ def phrasings(content: str) -> tuple[str, ...]:
     return tuple(p.replace("{side}", side) for p in PHRASINGS[key]) if side else PHRASINGS[key]
 
 
-def _possessive(subject: str) -> str:
+def possessive_of(subject: str) -> str:
+    """The possessive that goes with a subject ("a tired man" -> "his"; "their" when it says no gender)."""
     return next((_POSSESSIVE[w] for w in subject.split() if w in _POSSESSIVE), "their")
 
 
@@ -293,7 +294,7 @@ def _sentence(phrasing: str, shape: str, subject: str, manner: str) -> str:
     if shape == "imperative":
         text = forms["imperative"].format(p="your")
     else:
-        text = f"{subject} {'is ' if shape == 'ing' else ''}{forms[shape]}".format(p=_possessive(subject))
+        text = f"{subject} {'is ' if shape == 'ing' else ''}{forms[shape]}".format(p=possessive_of(subject))
     if manner:
         text += (", " if manner.startswith(("looking", "full", "barely")) else " ") + manner
     return text

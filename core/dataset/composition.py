@@ -12,8 +12,8 @@ Numpy only.
 """
 import numpy as np
 
-from ..dataset.captions import PLAIN_SUBJECTS, phrasings, verb_forms
-from ..skeleton import JOINT_INDEX
+from ..dataset.captions import PLAIN_SUBJECTS, phrasings, possessive_of, verb_forms
+from ..skeleton import JOINT_INDEX, facing_directions
 
 _J = JOINT_INDEX
 LOCOMOTION = ("walk", "run", "walk-back", "walk-turn-left", "walk-turn-right", "walk-left", "walk-right")
@@ -31,10 +31,9 @@ _PRONOUN = {"his": "he", "her": "she", "their": "they"}
 
 
 def _yaw(joints: np.ndarray) -> np.ndarray:
-    """(T,) facing angle about +y of each frame, from the hips and shoulders."""
-    across = (joints[:, _J["right_hip"]] - joints[:, _J["left_hip"]]
-              + joints[:, _J["right_shoulder"]] - joints[:, _J["left_shoulder"]])
-    return np.arctan2(across[:, 2], -across[:, 0])  # forward = up x across = (across_z, 0, -across_x)
+    """(T,) facing angle about +y of each frame."""
+    forward = facing_directions(joints)
+    return np.arctan2(forward[:, 0], forward[:, 2])
 
 
 def compose_arms(body: np.ndarray, arms: np.ndarray, sides: tuple[str, ...]) -> np.ndarray:
@@ -57,8 +56,7 @@ def compose_arms(body: np.ndarray, arms: np.ndarray, sides: tuple[str, ...]) -> 
 
 def _composed(subject: str, loco_phrase: str, arm_phrase: str, shape: str) -> str:
     """One composed caption: the two verb phrases in `shape`, said of `subject`."""
-    possessive = next((p for w, p in (("woman", "her"), ("she", "her"), ("man", "his"), ("he", "his"),
-                                      ("guy", "his")) if w in subject.split()), "their")
+    possessive = possessive_of(subject)
     pronoun = _PRONOUN[possessive]
     if "{pron}" in shape and pronoun == "they":  # "as they walks" would need a plural verb
         shape = _SHAPES[0]

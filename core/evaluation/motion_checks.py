@@ -17,22 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..skeleton import JOINT_INDEX
+from ..skeleton import JOINT_INDEX, facing_directions
 from ..timebase import FPS
 
 _J = JOINT_INDEX
 _UP = np.array([0.0, 1.0, 0.0])
 _EDGE_SECONDS = 0.25  # heading is averaged over this much at each end when measuring a turn
 _SIDE = re.compile(r"(?<![a-z])(left|right)(?![a-z])")
-
-
-def _facing(joints: np.ndarray) -> np.ndarray:
-    """(T, 3) unit forward directions on the floor plane, from the hips and shoulders (HumanML3D's rule)."""
-    across = (joints[:, _J["right_hip"]] - joints[:, _J["left_hip"]]
-              + joints[:, _J["right_shoulder"]] - joints[:, _J["left_shoulder"]])
-    forward = np.cross(_UP, across)
-    forward[:, 1] = 0
-    return forward / np.maximum(np.linalg.norm(forward, axis=-1, keepdims=True), 1e-8)
 
 
 def _heading(forward: np.ndarray) -> np.ndarray:
@@ -46,7 +37,7 @@ def motion_statistics(joints: np.ndarray, fps: float = FPS) -> dict[str, float]:
     if joints.ndim != 3 or joints.shape[1:] != (22, 3) or len(joints) < 2:
         raise ValueError(f"expected joints of shape (T >= 2, 22, 3), got {joints.shape}")
     seconds = (len(joints) - 1) / fps
-    forward = _facing(joints)
+    forward = facing_directions(joints)
     left0 = np.cross(_UP, forward[0])
     pelvis, head = joints[:, _J["pelvis"]], joints[:, _J["head"]]
     travel = pelvis[-1] - pelvis[0]
