@@ -37,6 +37,20 @@ def test_arms_follow_the_body_and_the_rest_is_the_body():
     assert (out[:, wrist, 1] > out[:, shoulder, 1] + 0.49).all()
 
 
+def test_a_short_arm_clip_plays_forward_and_back_over_the_whole_body_clip():
+    frames, arm_frames = 25, 6
+    body = np.stack([_pose() + [0, 0, 0.05 * t] for t in range(frames)])
+    wrist, shoulder = JOINT_INDEX["right_wrist"], JOINT_INDEX["right_shoulder"]
+    arms = np.stack([_pose()] * arm_frames)
+    arms[:, wrist, 1] += 0.1 * np.arange(arm_frames)  # the hand rises 0.1 m a frame
+    out = compose_arms(body, arms, ("right",))
+    assert out.shape == (frames, 22, 3)  # the body's whole walk, not the arm clip's 6 frames
+    np.testing.assert_array_equal(out[:, 0], body[:, 0])
+    height = np.round((out[:, wrist, 1] - out[:, shoulder, 1]) - (arms[0, wrist, 1] - arms[0, shoulder, 1]), 6)
+    np.testing.assert_allclose(height[:12], [0, .1, .2, .3, .4, .5, .4, .3, .2, .1, 0, .1], atol=1e-9)
+    assert np.abs(np.diff(height)).max() <= 0.1 + 1e-9  # no jump where the clip turns round
+
+
 def test_composed_captions_say_both_actions_and_the_side():
     captions = composed_captions("walk", "wave-right-hand", 12, np.random.default_rng(0))
     assert len(set(captions)) == 12

@@ -36,10 +36,20 @@ def _yaw(joints: np.ndarray) -> np.ndarray:
     return np.arctan2(forward[:, 0], forward[:, 2])
 
 
+def _ping_pong(clip: np.ndarray, frames: int) -> np.ndarray:
+    """`frames` frames of `clip` played forward, backward, forward... (no jump where it turns round)."""
+    if len(clip) >= frames:
+        return clip[:frames]
+    cycle = np.concatenate([np.arange(len(clip)), np.arange(len(clip) - 2, 0, -1)])
+    return clip[np.resize(cycle, frames)]
+
+
 def compose_arms(body: np.ndarray, arms: np.ndarray, sides: tuple[str, ...]) -> np.ndarray:
-    """(T, 22, 3) joints: `body` with the arms of `sides` taken from `arms`, T the shorter clip's length."""
-    frames = min(len(body), len(arms))
-    body, arms = body[:frames], arms[:frames]
+    """(T, 22, 3) joints: `body` (all T frames of it) with the arms of `sides` taken from `arms`.
+    An arm clip shorter than the body plays forward and back again: cutting the body to the arm clip's length
+    (raising a hand lasts about 2.5 s, a walking turn about 5 s) left half the composed turns unfinished under
+    captions that say "turns"."""
+    arms = _ping_pong(arms, len(body))
     out = body.copy()
     turn = _yaw(body) - _yaw(arms)
     cos, sin = np.cos(turn)[:, None], np.sin(turn)[:, None]
