@@ -6,6 +6,7 @@ checks (core.evaluation.motion_checks). Success is the share of candidates that 
 
   .venv/bin/python scripts/bench_prompts.py --calibrate --data data/default   # checks on real clips
   .venv/bin/python scripts/bench_prompts.py --model models/default --out docs/default-model/prompts.md
+  .venv/bin/python scripts/bench_prompts.py --prompts scripts/first_prompts.json   # the plainest prompts
 
 --calibrate reports, per action, the share of its real clips that pass its checks (a check that real clips
 fail is no check) and the share of every other action's clips that pass them too (a check everything passes

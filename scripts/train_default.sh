@@ -11,7 +11,7 @@ M=.venv/bin/momask
 mkdir -p "$RUNS"
 $M prepare-data  # both archives, with composed clips -> data/default
 # v2's RVQ continues v1's (the model directory at commit d02bad0, taken from this repository's history) on the
-# larger data (with the new data's feature statistics), 600 steps.
+# larger data (with the new data's feature statistics), for the steps configs/default.json gives.
 V1="$RUNS/v1"
 if [ ! -f "$V1/config.json" ]; then
   mkdir -p "$V1"

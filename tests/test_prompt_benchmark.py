@@ -33,6 +33,15 @@ def test_every_action_has_eight_prompts_and_checks():
             assert describe_checks(part)  # raises for an action without checks
 
 
+def test_first_prompts_are_single_actions_with_checks():
+    """scripts/first_prompts.json (the plainest prompts, a sanity set next to the benchmark) is read the same way."""
+    first = load_prompts(REPO / "scripts" / "first_prompts.json")
+    assert len(first) >= 5
+    for action, prompts in first.items():
+        assert len(set(prompts)) >= 6 and describe_checks(action), action
+        assert all(len(split_sequence(p)) == 1 for p in prompts), action
+
+
 def test_chained_prompts_split_into_their_actions():
     for action, prompts in PROMPTS.items():
         if ">" in action:
