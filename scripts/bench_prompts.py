@@ -29,6 +29,11 @@ from core.evaluation.motion_checks import describe_checks, judge, motion_statist
 PROMPTS = REPO / "scripts" / "bench_prompts.json"
 
 
+def is_composition(action: str) -> bool:
+    """Two actions at once ("a+b") or one after the other ("a>b"), as the benchmark names them."""
+    return "+" in action or ">" in action
+
+
 def load_prompts(path=PROMPTS) -> dict[str, list[str]]:
     """{action: [prompts]} from the benchmark file."""
     return json.loads(Path(path).read_text())["actions"]
@@ -92,8 +97,8 @@ def run(model: str, prompts: dict[str, list[str]], candidates: int, seconds: flo
                 failures.setdefault(action, []).append(f"{prompt} ({sum(verdicts)}/{len(verdicts)})")
         results[action] = float(np.mean(passed))
         print(f"{action:24s} {results[action]:.0%}", file=sys.stderr)
-    groups = {"single actions": [a for a in results if "+" not in a and ">" not in a],
-              "compositions": [a for a in results if "+" in a or ">" in a]}
+    groups = {"single actions": [a for a in results if not is_composition(a)],
+              "compositions": [a for a in results if is_composition(a)]}
     lines = [f"Model `{path.name}`: {len(prompts)} actions, {sum(map(len, prompts.values()))} prompts x "
              f"{candidates} candidates ({seconds:g} s per action, seeds {seed}+prompt index), "
              f"{time.perf_counter() - started:.0f} s.", ""]
@@ -133,7 +138,7 @@ def main(argv=None) -> int:
     if args.actions:
         prompts = {a: prompts[a] for a in args.actions}
     if args.calibrate:  # only actions that real clips show: no compositions
-        prompts = {a: p for a, p in prompts.items() if "+" not in a and ">" not in a}
+        prompts = {a: p for a, p in prompts.items() if not is_composition(a)}
     results = None
     if args.calibrate:
         table = calibrate(args.data, list(prompts))
@@ -154,9 +159,8 @@ def compare(before: str, after: str) -> str:
     for action in list(first) + [a for a in second if a not in first]:
         cells = [f"{r[action]:.0%}" if action in r else "-" for r in (first, second)]
         lines.append(f"| {action} | {cells[0]} | {cells[1]} |")
-    for name, keep in (("single actions", lambda a: "+" not in a and ">" not in a),
-                       ("compositions", lambda a: "+" in a or ">" in a)):
-        shared = [a for a in second if keep(a) and a in first]
+    for name, composed in (("single actions", False), ("compositions", True)):
+        shared = [a for a in second if is_composition(a) == composed and a in first]
         if shared:
             lines.append(f"| **{name}, mean over the {len(shared)} in both** | "
                          f"**{np.mean([first[a] for a in shared]):.0%}** | **{np.mean([second[a] for a in shared]):.0%}** |")

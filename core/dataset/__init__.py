@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset.captions import make_caption, mirror_caption, mirror_content
+from .captions import make_caption, mirror_caption, mirror_content
 from ..features import mirror_joints
 
 FEATURES, FEATURES_MIRRORED, JOINTS = "features.npy", "features_mirrored.npy", "joints.npy"

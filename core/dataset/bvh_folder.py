@@ -21,9 +21,9 @@ from urllib.parse import quote
 
 from tqdm import tqdm
 
-from ..dataset import FREE_TEXT_DATASET
-from ..dataset.prepare import (CONVERSION_MODULES, ConvertedClips, code_version, convert_bvh, finish_dataset,
-                                  start_dataset, up_to_date)
+from . import FREE_TEXT_DATASET
+from .prepare import (CONVERSION_MODULES, ConvertedClips, code_version, convert_bvh, finish_dataset,
+                      start_dataset, up_to_date)
 
 CSV_HEADER = ["file", "caption"]
 JSONL_KEYS = {"file", "captions"}

@@ -12,7 +12,7 @@ Numpy only.
 """
 import numpy as np
 
-from ..dataset.captions import PLAIN_SUBJECTS, phrasings, possessive_of, verb_forms
+from .captions import PLAIN_SUBJECTS, phrasings, possessive_of, verb_forms
 from ..skeleton import JOINT_INDEX, facing_directions
 
 _J = JOINT_INDEX

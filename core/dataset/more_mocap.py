@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataset.captions import mirror_caption
+from .captions import mirror_caption
 from ..timebase import FPS
 
 DEFAULT = Path(__file__).with_name("more_mocap.jsonl")

@@ -24,11 +24,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ..bvh import parse_bvh
-from ..dataset import (CLIP_INDEX, FEATURES, FEATURES_MIRRORED, JOINTS, MANIFEST, MEAN, MEAN_RAW,
-                          MIRROR_PREFIX, MORE_MOCAP_DATASET, COMPOSED_DATASET, SPLIT_DIR, SPLITS, STD, STD_RAW)
-from ..dataset.captions import CONTENTS, STYLES, captions_for, content_side
-from ..dataset.composition import ARM_ACTIONS, LOCOMOTION, SEPARATOR, compose_arms, composed_captions
-from ..dataset.more_mocap import DEFAULT as ANNOTATIONS, cut_segment, load_annotations
+from . import (CLIP_INDEX, FEATURES, FEATURES_MIRRORED, JOINTS, MANIFEST, MEAN, MEAN_RAW,
+               MIRROR_PREFIX, MORE_MOCAP_DATASET, COMPOSED_DATASET, SPLIT_DIR, SPLITS, STD, STD_RAW)
+from .captions import CONTENTS, STYLES, captions_for, content_side
+from .composition import ARM_ACTIONS, LOCOMOTION, SEPARATOR, compose_arms, composed_captions
+from .more_mocap import DEFAULT as ANNOTATIONS, cut_segment, load_annotations
 from ..features import (CONTACTS, LOCAL_VEL, RIC, ROOT_LIN_VEL, ROOT_ROT_VEL, ROOT_Y, ROT6D, joints_to_features,
                            mirror_joints)
 from ..mocap import bvh_to_smpl_joints

@@ -21,9 +21,9 @@ import torch
 
 from ..checkpoint import load_model_dir, resolve_model_dir
 from ..dataset import load_dataset
-from ..evaluation.evaluator import load_evaluator
-from ..evaluation.metrics import (DIVERSITY_PAIRS, MULTIMODALITY_PAIRS, R_PRECISION_BATCH, diversity, fid,
-                                     matching_distance, mean_and_interval, mpjpe, multimodality, r_precision)
+from .evaluator import load_evaluator
+from .metrics import (DIVERSITY_PAIRS, MULTIMODALITY_PAIRS, R_PRECISION_BATCH, diversity, fid,
+                      matching_distance, mean_and_interval, mpjpe, multimodality, r_precision)
 from ..features import recover_from_ric
 from ..models import MoMaskModels
 from ..limits import MAX_FRAMES

@@ -5,11 +5,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.length_estimator import LengthEstimator
-from ..models.mask_transformer import MaskTransformer
-from ..models.residual_transformer import ResidualTransformer
-from ..models.rvq import RVQVAE
-from ..models.transformer import BF16_NATIVE
+from .length_estimator import LengthEstimator
+from .mask_transformer import MaskTransformer
+from .residual_transformer import ResidualTransformer
+from .rvq import RVQVAE
+from .transformer import BF16_NATIVE
 from ..protocol import PRECISIONS
 
 MODEL_CLASSES = {"rvq": RVQVAE, "mask": MaskTransformer, "residual": ResidualTransformer, "length": LengthEstimator}

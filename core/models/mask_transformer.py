@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models.transformer import ConditionedTransformer, OutputProcess, init_weights
+from .transformer import ConditionedTransformer, OutputProcess, init_weights
 
 
 class MaskTransformer(ConditionedTransformer):

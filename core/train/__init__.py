@@ -18,8 +18,8 @@ interrupted command (Ctrl-C, SIGTERM, a crash after a checkpoint) continues wher
     ddp.py     the torchrun process group      log.py    log.csv and curves.png
     parts.py   finished parts -> model directory
 """
-from ..train.config import KINDS, ConfigError, load_config
-from ..train.loop import TrainingInterrupted, train
-from ..train.parts import assemble_model_dir
+from .config import KINDS, ConfigError, load_config
+from .loop import TrainingInterrupted, train
+from .parts import assemble_model_dir
 
 __all__ = ["KINDS", "ConfigError", "TrainingInterrupted", "assemble_model_dir", "load_config", "train"]

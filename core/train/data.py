@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..dataset import ClipDataset
-from ..train.ddp import Distributed
+from .ddp import Distributed
 
 FRAMES_PER_TOKEN = 4
 SHORTEN_PROB = 1 / 3  # docs/momask.md "Training crops": one unit of 4 frames shorter with this probability

@@ -19,11 +19,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..train.config import ConfigError, StageConfig, TrainConfig, load_config
-from ..train.data import STEP, batch_items, rng_for, step_seed
-from ..train.ddp import Distributed, device_for, init_distributed
-from ..train.log import TrainingLog
-from ..train.tasks import Task, build_task
+from .config import ConfigError, StageConfig, TrainConfig, load_config
+from .data import STEP, batch_items, rng_for, step_seed
+from .ddp import Distributed, device_for, init_distributed
+from .log import TrainingLog
+from .tasks import Task, build_task
 
 CHECKPOINT = "checkpoint.pt"
 

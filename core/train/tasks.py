@@ -13,11 +13,11 @@ from torch import nn
 
 from ..dataset import MEAN_RAW, STD_RAW, load_dataset
 from ..models import build_model
-from ..train.config import ConfigError, TrainConfig
-from ..train.data import (FRAMES_PER_TOKEN, CaptionPool, ClipFeatures, ClipTokens, action_weights, crop_units,
-                             usable_std)
-from ..train.ddp import Distributed
-from ..train.parts import load_part, load_statistics, save_part
+from .config import ConfigError, TrainConfig
+from .data import (FRAMES_PER_TOKEN, CaptionPool, ClipFeatures, ClipTokens, action_weights, crop_units,
+                   usable_std)
+from .ddp import Distributed
+from .parts import load_part, load_statistics, save_part
 
 TOKENS_CACHE = "tokens.npz"
 
